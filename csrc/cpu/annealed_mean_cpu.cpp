@@ -1,0 +1,186 @@
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
+#include <ATen/ops/zeros_like.h>
+
+#include <tuple>
+#include <vector>
+
+#include "cpu_common.h"
+#include "fastcolor/host.h"
+#include "fastcolor/kernels.h"
+
+namespace fastcolor {
+namespace {
+
+// ab = sum_q softmax((z - max z) / T)_q c_q per pixel; T = 0 gives the
+// centre of the first largest logit. stats = (max z, softmax normaliser).
+// Tiles of kTile pixels, gathered channel-major, reduced across lanes.
+template <typename scalar_t>
+void annealed_mean_cpu_kernel(const at::Tensor& logits, const cpu::Bins& bins,
+                              double temperature, at::Tensor& out, at::Tensor& stats) {
+  using acc_t = at::opmath_type<scalar_t>;
+  constexpr int64_t T = cpu::kTile;
+  const int64_t nq = logits.size(1);
+  const int64_t pixels = logits.size(0) * logits.size(2) * logits.size(3);
+  const PixelLayout lz = pixel_layout(logits);
+  const PixelLayout lo = pixel_layout(out);  // contiguous: the same for stats
+  const scalar_t* z_src = logits.const_data_ptr<scalar_t>();
+  acc_t* o = out.mutable_data_ptr<acc_t>();
+  acc_t* st = stats.mutable_data_ptr<acc_t>();
+  const acc_t inv_t = inverse_temperature<acc_t>(temperature);
+  const int64_t tiles = (pixels + T - 1) / T;
+
+  at::parallel_for(0, tiles, 1, [&](int64_t t0, int64_t t1) {
+    std::vector<acc_t> z(nq * T);
+    for (int64_t tile = t0; tile < t1; ++tile) {
+      const int64_t p0 = tile * T;
+      const int64_t cnt = std::min(T, pixels - p0);
+      cpu::gather_tile(z_src, lz, p0, cnt, nq, z.data());
+      acc_t m[T], s[T], sa[T], sb[T];
+      cpu::tile_max(z.data(), nq, m);
+      if (temperature == 0) {
+        int32_t arg[T];
+        bool nan[T];
+        for (int64_t t = 0; t < T; ++t) {
+          arg[t] = nq;
+          nan[t] = false;
+        }
+        for (int64_t q = nq - 1; q >= 0; --q)  // the first largest wins
+          for (int64_t t = 0; t < T; ++t) {
+            const acc_t v = z[q * T + t];
+            nan[t] |= v != v;
+            arg[t] = v == m[t] ? static_cast<int32_t>(q) : arg[t];
+          }
+        for (int64_t t = 0; t < T; ++t) {
+          const bool bad = nan[t] || arg[t] == nq;  // NaN, or no finite max
+          sa[t] = bad ? NAN : static_cast<acc_t>(bins.a[bad ? 0 : arg[t]]);
+          sb[t] = bad ? NAN : static_cast<acc_t>(bins.b[bad ? 0 : arg[t]]);
+          s[t] = 1;
+        }
+      } else {
+        for (int64_t t = 0; t < T; ++t) s[t] = sa[t] = sb[t] = 0;
+        for (int64_t q = 0; q < nq; ++q) {
+          const acc_t ca = bins.a[q], cb = bins.b[q];
+          for (int64_t t = 0; t < T; ++t) {
+            const acc_t e = exp_nonpositive((z[q * T + t] - m[t]) * inv_t);
+            s[t] += e;
+            sa[t] = fmadd(e, ca, sa[t]);
+            sb[t] = fmadd(e, cb, sb[t]);
+          }
+        }
+        for (int64_t t = 0; t < T; ++t) {
+          sa[t] /= s[t];
+          sb[t] /= s[t];
+        }
+      }
+      for (int64_t t = 0; t < cnt; ++t) {
+        const int64_t oo = lo.offset(p0 + t);
+        o[oo] = sa[t];
+        o[oo + lo.s_c] = sb[t];
+        st[oo] = m[t];
+        st[oo + lo.s_c] = s[t];
+      }
+    }
+  });
+}
+
+// d ab / d z_q = softmax_q / T * (c_q - ab), contracted with grad_ab.
+template <typename scalar_t>
+void annealed_mean_backward_cpu_kernel(const at::Tensor& grad_ab, const at::Tensor& logits,
+                                       const cpu::Bins& bins, const at::Tensor& ab,
+                                       const at::Tensor& stats, double temperature,
+                                       at::Tensor& grad) {
+  using acc_t = at::opmath_type<scalar_t>;
+  constexpr int64_t T = cpu::kTile;
+  const int64_t nq = logits.size(1);
+  const int64_t pixels = logits.size(0) * logits.size(2) * logits.size(3);
+  const PixelLayout lz = pixel_layout(logits), lg = pixel_layout(grad);
+  const PixelLayout lgab = pixel_layout(grad_ab), lab = pixel_layout(ab),
+                    lst = pixel_layout(stats);
+  const scalar_t* z_src = logits.const_data_ptr<scalar_t>();
+  const acc_t* gab = grad_ab.const_data_ptr<acc_t>();
+  const acc_t* abp = ab.const_data_ptr<acc_t>();
+  const acc_t* stp = stats.const_data_ptr<acc_t>();
+  scalar_t* g_dst = grad.mutable_data_ptr<scalar_t>();
+  const acc_t inv_t = inverse_temperature<acc_t>(temperature);
+  const int64_t tiles = (pixels + T - 1) / T;
+
+  at::parallel_for(0, tiles, 1, [&](int64_t t0, int64_t t1) {
+    std::vector<acc_t> z(nq * T);
+    for (int64_t tile = t0; tile < t1; ++tile) {
+      const int64_t p0 = tile * T;
+      const int64_t cnt = std::min(T, pixels - p0);
+      cpu::gather_tile(z_src, lz, p0, cnt, nq, z.data());
+      // g_q = exp((z_q - m) / T) / s / T * (ga * ca_q + gb * cb_q - (ga * a + gb * b))
+      acc_t ga[T], gb[T], m[T], coef[T], offset[T];
+      for (int64_t t = 0; t < T; ++t) {
+        ga[t] = gb[t] = m[t] = coef[t] = offset[t] = 0;
+        if (t >= cnt) continue;
+        const int64_t og = lgab.offset(p0 + t), oa = lab.offset(p0 + t),
+                      os = lst.offset(p0 + t);
+        ga[t] = gab[og];
+        gb[t] = gab[og + lgab.s_c];
+        m[t] = stp[os];
+        coef[t] = inv_t / stp[os + lst.s_c];
+        offset[t] = ga[t] * abp[oa] + gb[t] * abp[oa + lab.s_c];
+      }
+      for (int64_t q = 0; q < nq; ++q) {
+        const acc_t ca = bins.a[q], cb = bins.b[q];
+        for (int64_t t = 0; t < T; ++t) {
+          const acc_t e = exp_nonpositive((z[q * T + t] - m[t]) * inv_t);
+          z[q * T + t] = e * coef[t] * (ga[t] * ca + gb[t] * cb - offset[t]);
+        }
+      }
+      cpu::scatter_tile(z.data(), lg, p0, cnt, nq, g_dst);
+    }
+  });
+}
+
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor> annealed_mean_cpu(const at::Tensor& logits,
+                                                     const at::Tensor& centres,
+                                                     double temperature) {
+  const char* op = "annealed_mean";
+  check_centres(op, centres, logits);
+  check_logits(op, logits, centres);
+  check_temperature(op, temperature);
+  const auto opts = logits.options().dtype(opmath_dtype(logits.scalar_type()));
+  const int64_t n = logits.size(0), h = logits.size(2), w = logits.size(3);
+  at::Tensor out = at::empty({n, 2, h, w}, opts);
+  at::Tensor stats = at::empty({n, 2, h, w}, opts);
+  if (out.numel() == 0) return {out, stats};
+  const cpu::Bins bins(centres);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, logits.scalar_type(),
+                                  "annealed_mean_cpu", [&] {
+                                    annealed_mean_cpu_kernel<scalar_t>(
+                                        logits, bins, temperature, out, stats);
+                                  });
+  return {out, stats};
+}
+
+at::Tensor annealed_mean_backward_cpu(const at::Tensor& grad_ab, const at::Tensor& logits,
+                                      const at::Tensor& centres, const at::Tensor& ab,
+                                      const at::Tensor& stats, double temperature) {
+  const char* op = "annealed_mean_backward";
+  check_centres(op, centres, logits);
+  check_logits(op, logits, centres);
+  check_temperature(op, temperature);
+  check_decoded(op, grad_ab, ab, stats, logits);
+  at::Tensor grad = at::empty_like(logits);
+  if (grad.numel() == 0) return grad;
+  if (temperature == 0) return at::zeros_like(logits);  // piecewise constant in z
+  const cpu::Bins bins(centres);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, logits.scalar_type(),
+                                  "annealed_mean_backward_cpu", [&] {
+                                    annealed_mean_backward_cpu_kernel<scalar_t>(
+                                        grad_ab, logits, bins, ab, stats, temperature, grad);
+                                  });
+  return grad;
+}
+
+}  // namespace fastcolor

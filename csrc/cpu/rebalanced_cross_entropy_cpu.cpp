@@ -1,0 +1,143 @@
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
+
+#include <optional>
+#include <tuple>
+#include <vector>
+
+#include "cpu_common.h"
+#include "fastcolor/host.h"
+#include "fastcolor/kernels.h"
+
+namespace fastcolor {
+namespace {
+
+// Per tile of kTile pixels: the logits are gathered once, channel-major.
+// Per pixel, the k nearest bins of its ab give the soft target t (never
+// stored densely). Across the tile's lanes: log-sum-exp, the loss
+// w * (lse * sum_j t_j - sum_j t_j z_j) and, when asked, the gradient
+// scale * w * (softmax(z) - t), formed in acc_t and rounded once on the store.
+template <typename scalar_t>
+void cross_entropy_cpu_kernel(const at::Tensor& logits, const at::Tensor& ab,
+                              const cpu::Bins& bins, const float* class_w,
+                              const std::optional<at::Tensor>& pixel_weight, int k,
+                              float inv_two_sigma2, double grad_scale,
+                              at::Tensor& loss_px, at::Tensor& grad) {
+  using acc_t = at::opmath_type<scalar_t>;
+  constexpr int64_t T = cpu::kTile;
+  const int64_t nq = logits.size(1);
+  const int64_t pixels = loss_px.numel();
+  const PixelLayout lz = pixel_layout(logits);
+  const PixelLayout lab = pixel_layout(ab);
+  const PixelLayout lw = pixel_weight ? plane_layout(*pixel_weight) : PixelLayout{};
+  const PixelLayout lg = grad.defined() ? pixel_layout(grad) : PixelLayout{};
+  const scalar_t* z_src = logits.const_data_ptr<scalar_t>();
+  const float* ab_src = ab.const_data_ptr<float>();
+  const float* w_src = pixel_weight ? pixel_weight->const_data_ptr<float>() : nullptr;
+  scalar_t* g_dst = grad.defined() ? grad.mutable_data_ptr<scalar_t>() : nullptr;
+  acc_t* loss_dst = loss_px.mutable_data_ptr<acc_t>();
+  const acc_t scale = static_cast<acc_t>(grad_scale);
+  const int64_t tiles = (pixels + T - 1) / T;
+
+  at::parallel_for(0, tiles, 1, [&](int64_t t0, int64_t t1) {
+    std::vector<acc_t> z(nq * T);  // logits, then exp(z - max), then the gradient
+    for (int64_t tile = t0; tile < t1; ++tile) {
+      const int64_t p0 = tile * T;
+      const int64_t cnt = std::min(T, pixels - p0);
+      cpu::gather_tile(z_src, lz, p0, cnt, nq, z.data());
+
+      // Targets, per pixel. A non-finite ab selects nothing and gets weight
+      // NaN, which makes its loss and gradient NaN.
+      int32_t tgt_idx[T][kMaxK];
+      acc_t tgt_w[T][kMaxK];
+      int ntgt[T];
+      acc_t w[T], tdot[T], tsum[T];
+      for (int64_t t = 0; t < T; ++t) {
+        ntgt[t] = 0;
+        w[t] = 0;
+        tdot[t] = 0;
+        tsum[t] = 0;
+        if (t >= cnt) continue;
+        const int64_t off = lab.offset(p0 + t);
+        const float a = ab_src[off], b = ab_src[off + lab.s_c];
+        if (!finite2(a, b)) {
+          w[t] = NAN;
+          continue;
+        }
+        const KNearest nn = cpu::k_nearest<kMaxK>(a, b, bins, k);
+        const float norm = gaussian_normaliser(nn, inv_two_sigma2);
+        ntgt[t] = k;
+        for (int j = 0; j < k; ++j) {
+          const acc_t tj =
+              static_cast<acc_t>(gaussian_weight(nn.d[j], nn.d[0], inv_two_sigma2) / norm);
+          tgt_idx[t][j] = nn.idx[j];
+          tgt_w[t][j] = tj;
+          tdot[t] += tj * z[nn.idx[j] * T + t];
+          tsum[t] += tj;
+        }
+        w[t] = static_cast<acc_t>(class_w[nn.idx[0]]) *
+               (w_src ? static_cast<acc_t>(w_src[lw.offset(p0 + t)]) : acc_t(1));
+      }
+
+      acc_t m[T], s[T];
+      cpu::tile_max(z.data(), nq, m);
+      for (int64_t t = 0; t < T; ++t) s[t] = 0;
+      for (int64_t q = 0; q < nq; ++q)
+        for (int64_t t = 0; t < T; ++t) {
+          const acc_t e = exp_nonpositive(z[q * T + t] - m[t]);
+          z[q * T + t] = e;
+          s[t] += e;
+        }
+      for (int64_t t = 0; t < cnt; ++t)
+        loss_dst[p0 + t] = w[t] * ((m[t] + std::log(s[t])) * tsum[t] - tdot[t]);
+
+      if (g_dst) {
+        acc_t pscale[T];
+        for (int64_t t = 0; t < T; ++t) pscale[t] = scale * w[t] / s[t];
+        for (int64_t q = 0; q < nq; ++q)
+          for (int64_t t = 0; t < T; ++t) z[q * T + t] *= pscale[t];
+        for (int64_t t = 0; t < cnt; ++t)
+          for (int j = 0; j < ntgt[t]; ++j)
+            z[tgt_idx[t][j] * T + t] -= scale * w[t] * tgt_w[t][j];
+        cpu::scatter_tile(z.data(), lg, p0, cnt, nq, g_dst);
+      }
+    }
+  });
+}
+
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor> rebalanced_cross_entropy_cpu(
+    const at::Tensor& logits, const at::Tensor& ab, const at::Tensor& centres,
+    const at::Tensor& class_weights, const std::optional<at::Tensor>& pixel_weight,
+    int64_t k, double sigma, c10::string_view reduction, bool compute_grad) {
+  const char* op = "rebalanced_cross_entropy";
+  check_cross_entropy_args(op, logits, ab, centres, class_weights, pixel_weight, k, sigma);
+  const Reduction red = parse_reduction(op, reduction);
+
+  const int64_t n = logits.size(0), h = logits.size(2), w = logits.size(3);
+  at::Tensor loss_px =
+      at::empty({n, h, w}, logits.options().dtype(opmath_dtype(logits.scalar_type())));
+  at::Tensor grad = compute_grad ? at::empty_like(logits) : at::empty({0}, logits.options());
+  if (loss_px.numel() > 0 && logits.size(1) > 0) {
+    const cpu::Bins bins(centres);
+    const at::Tensor cw = class_weights.contiguous();
+    const float inv_two_sigma2 = static_cast<float>(0.5 / (sigma * sigma));
+    at::Tensor g = compute_grad ? grad : at::Tensor();
+    AT_DISPATCH_FLOATING_TYPES_AND2(
+        at::kHalf, at::kBFloat16, logits.scalar_type(), "rebalanced_cross_entropy_cpu", [&] {
+          cross_entropy_cpu_kernel<scalar_t>(logits, ab, bins, cw.const_data_ptr<float>(),
+                                             pixel_weight, static_cast<int>(k),
+                                             inv_two_sigma2,
+                                             reduction_grad_scale(red, loss_px.numel()),
+                                             loss_px, g);
+        });
+  }
+  return {reduce_loss(loss_px, red), grad};
+}
+
+}  // namespace fastcolor

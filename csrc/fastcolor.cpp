@@ -1,0 +1,61 @@
+// The op schemas of fastcolor and the table of their kernels, in one place.
+// The kernels themselves live in csrc/cpu/<op>_cpu.cpp and
+// csrc/cuda/<op>_cuda.cu; fake kernels and autograd in fastcolor/ops.py. The shapes and formulas are documented
+// there and in fastcolor/reference.py, the pure-PyTorch specification.
+#include <Python.h>
+#include <torch/library.h>
+
+#include "fastcolor/kernels.h"
+
+extern "C" {
+// Importing fastcolor._C runs the static registrations below; the module
+// itself is empty (no pybind11, no Python-level symbols).
+PyObject* PyInit__C(void) {
+  static struct PyModuleDef module_def = {
+      PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr,
+  };
+  return PyModule_Create(&module_def);
+}
+}
+
+TORCH_LIBRARY(fastcolor, m) {
+  // ab (N,2,H,W) f32, centres (Q,2) f32 -> (N,H,W) int64; -1 for non-finite ab.
+  m.def("nearest_bin(Tensor ab, Tensor centres) -> Tensor");
+  // -> (N,Q,H,W) f32 dense Gaussian soft targets over the k nearest bins.
+  m.def("soft_encode(Tensor ab, Tensor centres, int k, float sigma) -> Tensor");
+  // -> (Q,) f64 counts (or sums of weight) of nearest bins.
+  m.def("bin_histogram(Tensor ab, Tensor centres, Tensor? weight) -> Tensor");
+  // -> (loss, grad): loss () or (N,H,W) in f32 (f64 for f64 logits); grad has
+  // the logits' shape, strides and dtype, already multiplied by
+  // d(loss)/d(per-pixel loss), or is empty when compute_grad is false.
+  m.def(
+      "rebalanced_cross_entropy(Tensor logits, Tensor ab, Tensor centres, "
+      "Tensor class_weights, Tensor? pixel_weight, int k, float sigma, "
+      "str reduction, bool compute_grad) -> (Tensor, Tensor)");
+  // -> (ab (N,2,H,W), stats (N,2,H,W): max logit and softmax normaliser per
+  // pixel, kept for the backward), both f32 (f64 for f64 logits).
+  m.def("annealed_mean(Tensor logits, Tensor centres, float temperature) -> (Tensor, Tensor)");
+  m.def(
+      "annealed_mean_backward(Tensor grad_ab, Tensor logits, Tensor centres, "
+      "Tensor ab, Tensor stats, float temperature) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(fastcolor, CPU, m) {
+  m.impl("nearest_bin", &fastcolor::nearest_bin_cpu);
+  m.impl("soft_encode", &fastcolor::soft_encode_cpu);
+  m.impl("bin_histogram", &fastcolor::bin_histogram_cpu);
+  m.impl("rebalanced_cross_entropy", &fastcolor::rebalanced_cross_entropy_cpu);
+  m.impl("annealed_mean", &fastcolor::annealed_mean_cpu);
+  m.impl("annealed_mean_backward", &fastcolor::annealed_mean_backward_cpu);
+}
+
+#ifdef FASTCOLOR_WITH_CUDA
+TORCH_LIBRARY_IMPL(fastcolor, CUDA, m) {
+  m.impl("nearest_bin", &fastcolor::nearest_bin_cuda);
+  m.impl("soft_encode", &fastcolor::soft_encode_cuda);
+  m.impl("bin_histogram", &fastcolor::bin_histogram_cuda);
+  m.impl("rebalanced_cross_entropy", &fastcolor::rebalanced_cross_entropy_cuda);
+  m.impl("annealed_mean", &fastcolor::annealed_mean_cuda);
+  m.impl("annealed_mean_backward", &fastcolor::annealed_mean_backward_cuda);
+}
+#endif

@@ -1,0 +1,32 @@
+// Addressing of (N, C, H, W) tensors by pixel, shared by the CPU and CUDA
+// kernels. Kernels take any strides, so contiguous (NCHW), channels_last
+// (NHWC) and sliced views all work without a copy; only the speed depends on
+// the layout.
+#pragma once
+
+#include <cstdint>
+
+#include "fastcolor/colormath.h"
+
+namespace fastcolor {
+
+struct PixelLayout {
+  int64_t hw = 1;   // H * W (>= 1 whenever a kernel runs)
+  int64_t w = 1;    // W
+  int64_t s_n = 0;  // element strides of the N, C, H and W dimensions
+  int64_t s_c = 0;
+  int64_t s_h = 0;
+  int64_t s_w = 0;
+
+  // Element offset of pixel p = (n * H + h) * W + w, channel 0. 64-bit
+  // throughout: a batch of logits easily exceeds 2^31 elements.
+  FC_HD int64_t offset(int64_t p) const {
+    const int64_t n = p / hw;
+    const int64_t r = p - n * hw;
+    const int64_t y = r / w;
+    const int64_t x = r - y * w;
+    return n * s_n + y * s_h + x * s_w;
+  }
+};
+
+}  // namespace fastcolor

@@ -1,0 +1,33 @@
+"""fastcolor: learned image and video colorization on fused CUDA/C++ kernels.
+
+Colorization as classification (Zhang, Isola, Efros, ECCV 2016): predict a
+distribution over quantised chroma bins from lightness, train it with a
+class-rebalanced cross-entropy against soft-encoded targets, decode it with
+the annealed mean.
+"""
+
+from . import color, ops, reference
+from ._backend import backend_info, get_backend, set_backend
+from .color import lab_to_rgb, rgb_to_gray, rgb_to_lab, rgb_to_yuv, yuv_to_rgb
+from .ops import annealed_mean, bin_histogram, nearest_bin, rebalanced_cross_entropy, soft_encode
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "annealed_mean",
+    "backend_info",
+    "bin_histogram",
+    "color",
+    "get_backend",
+    "lab_to_rgb",
+    "nearest_bin",
+    "ops",
+    "rebalanced_cross_entropy",
+    "reference",
+    "rgb_to_gray",
+    "rgb_to_lab",
+    "rgb_to_yuv",
+    "set_backend",
+    "soft_encode",
+    "yuv_to_rgb",
+]
