@@ -1,7 +1,6 @@
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -32,13 +31,16 @@ def gen(request):
 
 @pytest.fixture(scope="session")
 def zhang_centres():
-    """The 313 bin centres released with the ECCV16 paper."""
-    return torch.from_numpy(np.load(SHARED / "reference" / "pts_in_hull.npy")).float()
+    """The 313 ECCV16 bin centres (test_codebook checks them against the
+    released pts_in_hull.npy)."""
+    from fastcolor import Codebook
+
+    return Codebook.zhang313().centres
 
 
 @pytest.fixture(scope="session")
 def zhang_weights():
     """Rebalancing weights from the released ImageNet prior (lambda = 0.5)."""
-    p = torch.from_numpy(np.load(SHARED / "reference" / "prior_probs.npy"))
-    w = 1.0 / (0.5 * p + 0.5 / p.numel())
-    return (w / (p * w).sum()).float()
+    from fastcolor import imagenet_prior, rebalance_weights
+
+    return rebalance_weights(imagenet_prior(), 0.5)
