@@ -30,7 +30,7 @@ echo "build: $(( $(date +%s) - t0 )) s"
 $PY -c "import fastcolor, json; print(json.dumps(fastcolor.backend_info()))" | tee "$OUT/backend.json"
 
 t0=$(date +%s)
-$PY -m pytest -q -p no:cacheprovider tests/test_ops.py tests/test_color.py -k cuda >"$OUT/tests_cuda.log" 2>&1
+$PY -m pytest -q -p no:cacheprovider tests benchmarks -k cuda >"$OUT/tests_cuda.log" 2>&1
 tests_rc=$?
 echo "cuda tests: $(( $(date +%s) - t0 )) s, rc=$tests_rc"
 
@@ -42,8 +42,12 @@ if [ "${SKIP_BENCH:-0}" != "1" ]; then
   echo "benchmarks: $(( $(date +%s) - t0 )) s, rc=$bench_rc"
 fi
 
-if [ "${FULL:-0}" = "1" ]; then  # the rest of the suite, torch.compile on the GPU included
-  $PY -m pytest -q -p no:cacheprovider tests >"$OUT/tests_all.log" 2>&1
+if [ "${FULL:-0}" = "1" ]; then  # the whole suite, CPU tests under this machine's torch too
+  deselect=()
+  if [ ! -d ../shared/reference ]; then  # the released ECCV16 files live beside the repo, not in it
+    deselect=(--deselect tests/test_codebook.py::test_zhang313_equals_released_points)
+  fi
+  $PY -m pytest -q -p no:cacheprovider tests benchmarks "${deselect[@]}" >"$OUT/tests_all.log" 2>&1
   echo "full suite: rc=$?"
   tail -n 3 "$OUT/tests_all.log"
 fi
