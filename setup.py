@@ -18,11 +18,17 @@ Install: pip install --no-build-isolation -e .
 
 import glob
 import os
+import shutil
+import subprocess
 
 from setuptools import find_packages, setup
 
-import torch
-from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
+# Where /usr/local/bin/nvcc is only a wrapper, torch would guess CUDA_HOME=/usr/local.
+if "CUDA_HOME" not in os.environ and "CUDA_PATH" not in os.environ and os.path.exists("/usr/local/cuda/bin/nvcc"):
+    os.environ["CUDA_HOME"] = "/usr/local/cuda"
+
+import torch  # noqa: E402
+from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension  # noqa: E402
 
 # Turing to Hopper, plus PTX for newer cards to JIT from. CUDA 13 dropped
 # everything older than Turing.
@@ -55,6 +61,41 @@ def _write_build_info(with_cuda, archs):
     )
     with open(path, "w") as f:
         f.write(text)
+
+
+# A symbol that only a copy of libstdc++ itself defines.
+_LIBSTDCXX_MARKER = "_ZNKSt7codecvtIDsc11__mbstate_tE10do_unshiftERS0_PcS3_RS3_"
+
+
+def static_libstdcxx(path):
+    """Whether the shared object at path carries its own copy of libstdc++.
+
+    Some toolchains (seen: a GCC in /opt/gcc on a GPU image) link libstdc++
+    statically by default. The extension then shares a process with torch's
+    dynamic libstdc++, and the two copies' locale facets clash: formatting an
+    error message crashes. Returns None when readelf is not available."""
+    readelf = shutil.which("readelf")
+    if readelf is None:
+        return None
+    dyn = subprocess.run([readelf, "-d", path], capture_output=True, text=True).stdout
+    if "libstdc++" in dyn:
+        return False
+    syms = subprocess.run([readelf, "-s", "-W", path], capture_output=True, text=True).stdout
+    return any(line.split()[-1] == _LIBSTDCXX_MARKER and " UND " not in line
+               for line in syms.splitlines() if _LIBSTDCXX_MARKER in line)
+
+
+class BuildExt(BuildExtension.with_options(no_python_abi_suffix=True)):
+    def build_extension(self, ext):
+        super().build_extension(ext)
+        path = self.get_ext_fullpath(ext.name)
+        if static_libstdcxx(path):
+            os.remove(path)
+            raise RuntimeError(
+                f"{path} was linked with a static copy of libstdc++ (compiler: "
+                f"{os.environ.get('CXX', 'c++')}); it would crash next to torch's shared one. "
+                "Build with a compiler that links libstdc++ dynamically, e.g. CXX=/usr/bin/g++ CC=/usr/bin/gcc."
+            )
 
 
 def extensions():
@@ -104,5 +145,5 @@ setup(
     install_requires=["torch>=2.4", "numpy", "pillow", "safetensors", "tqdm"],
     extras_require={"test": ["pytest", "pytest-benchmark", "scikit-image"]},
     ext_modules=extensions(),
-    cmdclass={"build_ext": BuildExtension.with_options(no_python_abi_suffix=True)},
+    cmdclass={"build_ext": BuildExt},
 )

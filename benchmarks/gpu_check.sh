@@ -18,6 +18,13 @@ export MAX_JOBS=${MAX_JOBS:-$(nproc)}
 export TORCHINDUCTOR_COMPILE_THREADS=${TORCHINDUCTOR_COMPILE_THREADS:-$(nproc)}
 export PYTHONUNBUFFERED=1
 
+# The lent H200 image sets CXX to a GCC in /opt/gcc that links libstdc++
+# statically, which crashes next to torch (setup.py refuses such a build).
+# Its system GCC links it dynamically (checked on that image, 2026-11-26).
+if [ -x /usr/bin/g++ ] && [ "${CXX:-}" != /usr/bin/g++ ]; then
+  export CXX=/usr/bin/g++ CC=/usr/bin/gcc
+fi
+
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --format=csv | tee "$OUT/gpu.txt"
 
 t0=$(date +%s)

@@ -12,6 +12,9 @@ pytestmark = pytest.mark.skipif(
     not fastcolor.backend_info()["extension_loaded"], reason="fastcolor._C is not built"
 )
 
+# Odd sizes; 16x9 images also give the CPU kernels whole tiles of adjacent
+# pixels, read in place, next to tiles that straddle two images.
+SIZES = [(3, 7, 5), (2, 16, 9)]
 LOGIT_DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
 # (rtol, atol) of kernel against reference, for losses/decoded ab (accumulated
 # in float32 by both) and for gradients (rounded once to the logits' dtype).
@@ -173,10 +176,12 @@ def _loss_and_grad(fn, logits, *args, **kwargs):
 @pytest.mark.parametrize("dtype", LOGIT_DTYPES)
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last", "strided"])
-def test_cross_entropy_matches_reference(device, dtype, reduction, layout, gen, zhang_centres, zhang_weights):
+@pytest.mark.parametrize("size", SIZES)
+def test_cross_entropy_matches_reference(device, dtype, reduction, layout, size, gen, zhang_centres, zhang_weights):
     _skip_unsupported(device)
-    z = rand_logits(gen, 3, 313, 7, 5, dtype, device, layout)
-    ab = rand_ab(gen, 3, 7, 5, device=device)
+    n, h, w_ = size
+    z = rand_logits(gen, n, 313, h, w_, dtype, device, layout)
+    ab = rand_ab(gen, n, h, w_, device=device)
     c, w = zhang_centres.to(device), zhang_weights.to(device)
     loss, grad, g = _loss_and_grad(ops.rebalanced_cross_entropy, z, ab, c, w, k=5, sigma=5.0, reduction=reduction)
     z.requires_grad_()
@@ -278,13 +283,15 @@ def test_cross_entropy_backward_twice_accumulates(zhang_centres, zhang_weights, 
 @pytest.mark.parametrize("dtype", LOGIT_DTYPES)
 @pytest.mark.parametrize("temperature", [0.0, 0.1, 0.38, 1.0, 3.0])
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last", "strided"])
-def test_annealed_mean_matches_reference(device, dtype, temperature, layout, gen, zhang_centres):
+@pytest.mark.parametrize("size", SIZES)
+def test_annealed_mean_matches_reference(device, dtype, temperature, layout, size, gen, zhang_centres):
     _skip_unsupported(device)
-    z = rand_logits(gen, 3, 313, 7, 5, dtype, device, layout)
+    n, h, w_ = size
+    z = rand_logits(gen, n, 313, h, w_, dtype, device, layout)
     c = zhang_centres.to(device)
     got = ops.annealed_mean(z, c, temperature)
     want = reference.annealed_mean(z, c, temperature)
-    assert got.shape == (3, 2, 7, 5)
+    assert got.shape == (n, 2, h, w_)
     assert got.dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
     # ab is a float32 sum of 313 terms of magnitude up to ~110: rounding
     # differences of order 1e-4 are expected; 1e-3 is 1e-5 of the range.
@@ -293,7 +300,7 @@ def test_annealed_mean_matches_reference(device, dtype, temperature, layout, gen
     if temperature > 0:
         zz = z.detach().clone().requires_grad_()
         zr = z.detach().clone().requires_grad_()
-        g = torch.randn(3, 2, 7, 5, generator=gen).to(device=device, dtype=got.dtype)
+        g = torch.randn(n, 2, h, w_, generator=gen).to(device=device, dtype=got.dtype)
         (grad,) = torch.autograd.grad(ops.annealed_mean(zz, c, temperature), zz, g)
         (ref_grad,) = torch.autograd.grad(reference.annealed_mean(zr, c, temperature), zr, g)
         rtol, atol = GRAD_TOL[dtype]

@@ -39,24 +39,27 @@ void annealed_mean_cpu_kernel(const at::Tensor& logits, const cpu::Bins& bins,
     for (int64_t tile = t0; tile < t1; ++tile) {
       const int64_t p0 = tile * T;
       const int64_t cnt = std::min(T, pixels - p0);
-      cpu::gather_tile(z_src, lz, p0, cnt, nq, z.data());
+      int64_t rs;
+      const acc_t* zt = cpu::tile_rows(z_src, lz, p0, cnt, nq, z.data(), rs);
       acc_t m[T], s[T], sa[T], sb[T];
-      cpu::tile_max(z.data(), nq, m);
+      cpu::tile_max(zt, rs, nq, m);
       if (temperature == 0) {
-        int32_t arg[T];
-        bool nan[T];
+        // The first bin equal to the max, and whether any bin is NaN: int32
+        // lanes, so that the loop vectorises.
+        int32_t arg[T], nan[T];
+        const int32_t none = static_cast<int32_t>(nq);
         for (int64_t t = 0; t < T; ++t) {
-          arg[t] = nq;
-          nan[t] = false;
+          arg[t] = none;
+          nan[t] = 0;
         }
-        for (int64_t q = nq - 1; q >= 0; --q)  // the first largest wins
+        for (int64_t q = 0; q < nq; ++q)
           for (int64_t t = 0; t < T; ++t) {
-            const acc_t v = z[q * T + t];
+            const acc_t v = zt[q * rs + t];
             nan[t] |= v != v;
-            arg[t] = v == m[t] ? static_cast<int32_t>(q) : arg[t];
+            arg[t] = (arg[t] == none && v == m[t]) ? static_cast<int32_t>(q) : arg[t];
           }
         for (int64_t t = 0; t < T; ++t) {
-          const bool bad = nan[t] || arg[t] == nq;  // NaN, or no finite max
+          const bool bad = nan[t] || arg[t] == none;  // NaN, or no finite max
           sa[t] = bad ? NAN : static_cast<acc_t>(bins.a[bad ? 0 : arg[t]]);
           sb[t] = bad ? NAN : static_cast<acc_t>(bins.b[bad ? 0 : arg[t]]);
           s[t] = 1;
@@ -66,7 +69,7 @@ void annealed_mean_cpu_kernel(const at::Tensor& logits, const cpu::Bins& bins,
         for (int64_t q = 0; q < nq; ++q) {
           const acc_t ca = bins.a[q], cb = bins.b[q];
           for (int64_t t = 0; t < T; ++t) {
-            const acc_t e = exp_nonpositive((z[q * T + t] - m[t]) * inv_t);
+            const acc_t e = exp_nonpositive((zt[q * rs + t] - m[t]) * inv_t);
             s[t] += e;
             sa[t] = fmadd(e, ca, sa[t]);
             sb[t] = fmadd(e, cb, sb[t]);
@@ -110,11 +113,12 @@ void annealed_mean_backward_cpu_kernel(const at::Tensor& grad_ab, const at::Tens
   const int64_t tiles = (pixels + T - 1) / T;
 
   at::parallel_for(0, tiles, 1, [&](int64_t t0, int64_t t1) {
-    std::vector<acc_t> z(nq * T);
+    std::vector<acc_t> z(nq * T), g(nq * T);
     for (int64_t tile = t0; tile < t1; ++tile) {
       const int64_t p0 = tile * T;
       const int64_t cnt = std::min(T, pixels - p0);
-      cpu::gather_tile(z_src, lz, p0, cnt, nq, z.data());
+      int64_t rs;
+      const acc_t* zt = cpu::tile_rows(z_src, lz, p0, cnt, nq, z.data(), rs);
       // g_q = exp((z_q - m) / T) / s / T * (ga * ca_q + gb * cb_q - (ga * a + gb * b))
       acc_t ga[T], gb[T], m[T], coef[T], offset[T];
       for (int64_t t = 0; t < T; ++t) {
@@ -131,11 +135,11 @@ void annealed_mean_backward_cpu_kernel(const at::Tensor& grad_ab, const at::Tens
       for (int64_t q = 0; q < nq; ++q) {
         const acc_t ca = bins.a[q], cb = bins.b[q];
         for (int64_t t = 0; t < T; ++t) {
-          const acc_t e = exp_nonpositive((z[q * T + t] - m[t]) * inv_t);
-          z[q * T + t] = e * coef[t] * (ga[t] * ca + gb[t] * cb - offset[t]);
+          const acc_t e = exp_nonpositive((zt[q * rs + t] - m[t]) * inv_t);
+          g[q * T + t] = e * coef[t] * (ga[t] * ca + gb[t] * cb - offset[t]);
         }
       }
-      cpu::scatter_tile(z.data(), lg, p0, cnt, nq, g_dst);
+      cpu::scatter_tile(g.data(), lg, p0, cnt, nq, g_dst);
     }
   });
 }

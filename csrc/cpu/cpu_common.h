@@ -16,6 +16,7 @@
 #include <cmath>
 #include <cstdint>
 #include <numeric>
+#include <type_traits>
 #include <vector>
 
 #include "fastcolor/colormath.h"
@@ -24,7 +25,7 @@
 namespace fastcolor {
 namespace cpu {
 
-constexpr int64_t kTile = 64;  // pixels per tile
+constexpr int64_t kTile = 64;  // pixels per tile: long contiguous runs per bin, lanes in registers
 
 struct Bins {
   std::vector<float> a, b;        // by index
@@ -126,6 +127,29 @@ void gather_tile(const scalar_t* src, const PixelLayout& l, int64_t p0, int64_t 
   }
 }
 
+// A tile's logits as nq rows of kTile values (row q at rows[q * stride]):
+// read in place when the tile is a run of adjacent pixels already in the
+// accumulation type (NCHW float32/float64), else gathered into buf.
+template <typename T, typename scalar_t>
+const T* tile_rows(const scalar_t* src, const PixelLayout& l, int64_t p0, int64_t n, int64_t nq,
+                   T* buf, int64_t& stride) {
+  if constexpr (std::is_same_v<T, scalar_t>) {
+    int64_t off[kTile];
+    for (int64_t t = 0; t < n; ++t) off[t] = l.offset(p0 + t);
+    if (consecutive(off, n)) {
+      const T* rows = src + off[0];
+      for (int64_t q = 0; q < nq; ++q)  // the next tile, as in gather_tile
+        for (int64_t b = 0; b < kTile * int64_t(sizeof(T)); b += 64)
+          __builtin_prefetch(reinterpret_cast<const char*>(rows + q * l.s_c + kTile) + b);
+      stride = l.s_c;
+      return rows;
+    }
+  }
+  gather_tile(src, l, p0, n, nq, buf);
+  stride = kTile;
+  return buf;
+}
+
 // The inverse of gather_tile for the first n lanes, rounding to scalar_t.
 template <typename T, typename scalar_t>
 void scatter_tile(const T* buf, const PixelLayout& l, int64_t p0, int64_t n, int64_t nq,
@@ -147,13 +171,13 @@ void scatter_tile(const T* buf, const PixelLayout& l, int64_t p0, int64_t n, int
   }
 }
 
-// Per-lane max over the bins of a tile; NaN entries are skipped (the
+// Per-lane max over the rows of a tile; NaN entries are skipped (the
 // exp-sum that follows turns NaN instead).
 template <typename T>
-void tile_max(const T* buf, int64_t nq, T* m) {
+void tile_max(const T* rows, int64_t stride, int64_t nq, T* m) {
   for (int64_t t = 0; t < kTile; ++t) m[t] = -std::numeric_limits<T>::infinity();
   for (int64_t q = 0; q < nq; ++q)
-    for (int64_t t = 0; t < kTile; ++t) m[t] = buf[q * kTile + t] > m[t] ? buf[q * kTile + t] : m[t];
+    for (int64_t t = 0; t < kTile; ++t) m[t] = rows[q * stride + t] > m[t] ? rows[q * stride + t] : m[t];
 }
 
 }  // namespace cpu

@@ -44,11 +44,13 @@ void cross_entropy_cpu_kernel(const at::Tensor& logits, const at::Tensor& ab,
   const int64_t tiles = (pixels + T - 1) / T;
 
   at::parallel_for(0, tiles, 1, [&](int64_t t0, int64_t t1) {
-    std::vector<acc_t> z(nq * T);  // logits, then exp(z - max), then the gradient
+    std::vector<acc_t> z(nq * T);  // gathered logits, where they cannot be read in place
+    std::vector<acc_t> e(nq * T);  // exp(z - max), then the gradient
     for (int64_t tile = t0; tile < t1; ++tile) {
       const int64_t p0 = tile * T;
       const int64_t cnt = std::min(T, pixels - p0);
-      cpu::gather_tile(z_src, lz, p0, cnt, nq, z.data());
+      int64_t rs;
+      const acc_t* zt = cpu::tile_rows(z_src, lz, p0, cnt, nq, z.data(), rs);
 
       // Targets, per pixel. A non-finite ab selects nothing and gets weight
       // NaN, which makes its loss and gradient NaN.
@@ -76,7 +78,7 @@ void cross_entropy_cpu_kernel(const at::Tensor& logits, const at::Tensor& ab,
               static_cast<acc_t>(gaussian_weight(nn.d[j], nn.d[0], inv_two_sigma2) / norm);
           tgt_idx[t][j] = nn.idx[j];
           tgt_w[t][j] = tj;
-          tdot[t] += tj * z[nn.idx[j] * T + t];
+          tdot[t] += tj * zt[nn.idx[j] * rs + t];
           tsum[t] += tj;
         }
         w[t] = static_cast<acc_t>(class_w[nn.idx[0]]) *
@@ -84,13 +86,13 @@ void cross_entropy_cpu_kernel(const at::Tensor& logits, const at::Tensor& ab,
       }
 
       acc_t m[T], s[T];
-      cpu::tile_max(z.data(), nq, m);
+      cpu::tile_max(zt, rs, nq, m);
       for (int64_t t = 0; t < T; ++t) s[t] = 0;
       for (int64_t q = 0; q < nq; ++q)
         for (int64_t t = 0; t < T; ++t) {
-          const acc_t e = exp_nonpositive(z[q * T + t] - m[t]);
-          z[q * T + t] = e;
-          s[t] += e;
+          const acc_t v = exp_nonpositive(zt[q * rs + t] - m[t]);
+          e[q * T + t] = v;
+          s[t] += v;
         }
       for (int64_t t = 0; t < cnt; ++t)
         loss_dst[p0 + t] = w[t] * ((m[t] + std::log(s[t])) * tsum[t] - tdot[t]);
@@ -99,11 +101,11 @@ void cross_entropy_cpu_kernel(const at::Tensor& logits, const at::Tensor& ab,
         acc_t pscale[T];
         for (int64_t t = 0; t < T; ++t) pscale[t] = scale * w[t] / s[t];
         for (int64_t q = 0; q < nq; ++q)
-          for (int64_t t = 0; t < T; ++t) z[q * T + t] *= pscale[t];
+          for (int64_t t = 0; t < T; ++t) e[q * T + t] *= pscale[t];
         for (int64_t t = 0; t < cnt; ++t)
           for (int j = 0; j < ntgt[t]; ++j)
-            z[tgt_idx[t][j] * T + t] -= scale * w[t] * tgt_w[t][j];
-        cpu::scatter_tile(z.data(), lg, p0, cnt, nq, g_dst);
+            e[tgt_idx[t][j] * T + t] -= scale * w[t] * tgt_w[t][j];
+        cpu::scatter_tile(e.data(), lg, p0, cnt, nq, g_dst);
       }
     }
   });
