@@ -149,14 +149,9 @@ void annealed_mean_backward_cpu_kernel(const at::Tensor& grad_ab, const at::Tens
 std::tuple<at::Tensor, at::Tensor> annealed_mean_cpu(const at::Tensor& logits,
                                                      const at::Tensor& centres,
                                                      double temperature) {
-  const char* op = "annealed_mean";
-  check_centres(op, centres, logits);
-  check_logits(op, logits, centres);
-  check_temperature(op, temperature);
-  const auto opts = logits.options().dtype(opmath_dtype(logits.scalar_type()));
-  const int64_t n = logits.size(0), h = logits.size(2), w = logits.size(3);
-  at::Tensor out = at::empty({n, 2, h, w}, opts);
-  at::Tensor stats = at::empty({n, 2, h, w}, opts);
+  check_annealed_mean_args("annealed_mean", logits, centres, temperature);
+  at::Tensor out, stats;
+  std::tie(out, stats) = empty_decoded(logits);
   if (out.numel() == 0) return {out, stats};
   const cpu::Bins bins(centres);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, logits.scalar_type(),
@@ -171,13 +166,11 @@ at::Tensor annealed_mean_backward_cpu(const at::Tensor& grad_ab, const at::Tenso
                                       const at::Tensor& centres, const at::Tensor& ab,
                                       const at::Tensor& stats, double temperature) {
   const char* op = "annealed_mean_backward";
-  check_centres(op, centres, logits);
-  check_logits(op, logits, centres);
-  check_temperature(op, temperature);
+  check_annealed_mean_args(op, logits, centres, temperature);
   check_decoded(op, grad_ab, ab, stats, logits);
+  if (temperature == 0) return at::zeros_like(logits);  // piecewise constant in z
   at::Tensor grad = at::empty_like(logits);
   if (grad.numel() == 0) return grad;
-  if (temperature == 0) return at::zeros_like(logits);  // piecewise constant in z
   const cpu::Bins bins(centres);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, logits.scalar_type(),
                                   "annealed_mean_backward_cpu", [&] {

@@ -114,16 +114,11 @@ __global__ void __launch_bounds__(cuda::kThreads) annealed_mean_backward_kernel(
 std::tuple<at::Tensor, at::Tensor> annealed_mean_cuda(const at::Tensor& logits,
                                                       const at::Tensor& centres,
                                                       double temperature) {
-  const char* op = "annealed_mean";
-  check_centres(op, centres, logits);
-  check_logits(op, logits, centres);
-  check_temperature(op, temperature);
+  check_annealed_mean_args("annealed_mean", logits, centres, temperature);
   const c10::cuda::CUDAGuard guard(logits.device());
-  const auto opts = logits.options().dtype(opmath_dtype(logits.scalar_type()));
-  const int64_t n = logits.size(0), h = logits.size(2), w = logits.size(3);
-  at::Tensor out = at::empty({n, 2, h, w}, opts);
-  at::Tensor stats = at::empty({n, 2, h, w}, opts);
-  const int64_t pixels = n * h * w;
+  at::Tensor out, stats;
+  std::tie(out, stats) = empty_decoded(logits);
+  const int64_t pixels = out.numel() / 2;
   if (pixels == 0) return {out, stats};
   const at::Tensor c = centres.contiguous();
   const int nq = static_cast<int>(c.size(0));
@@ -145,9 +140,7 @@ at::Tensor annealed_mean_backward_cuda(const at::Tensor& grad_ab, const at::Tens
                                        const at::Tensor& centres, const at::Tensor& ab,
                                        const at::Tensor& stats, double temperature) {
   const char* op = "annealed_mean_backward";
-  check_centres(op, centres, logits);
-  check_logits(op, logits, centres);
-  check_temperature(op, temperature);
+  check_annealed_mean_args(op, logits, centres, temperature);
   check_decoded(op, grad_ab, ab, stats, logits);
   const c10::cuda::CUDAGuard guard(logits.device());
   if (temperature == 0) return at::zeros_like(logits);  // piecewise constant in z

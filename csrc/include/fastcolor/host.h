@@ -13,6 +13,7 @@
 #include <limits>
 #include <optional>
 #include <string>
+#include <utility>
 
 #include "fastcolor/layout.h"
 
@@ -21,6 +22,11 @@ namespace fastcolor {
 // Bins live in shared memory on the GPU (a few floats each); this bound keeps
 // them well inside it on every supported card. Both back ends enforce it.
 constexpr int64_t kMaxBins = 4096;
+
+// The dtype losses and decoded ab are accumulated and returned in.
+inline at::ScalarType opmath_dtype(at::ScalarType st) {
+  return st == at::kDouble ? at::kDouble : at::kFloat;
+}
 
 inline PixelLayout pixel_layout(const at::Tensor& t) {
   PixelLayout l;
@@ -180,10 +186,17 @@ acc_t inverse_temperature(double t) {
   return static_cast<acc_t>(inv < cap ? inv : cap);
 }
 
+inline void check_annealed_mean_args(const char* op, const at::Tensor& logits,
+                                     const at::Tensor& centres, double temperature) {
+  check_centres(op, centres, logits);
+  check_logits(op, logits, centres);
+  check_temperature(op, temperature);
+}
+
 // The saved forward results and the incoming gradient of annealed_mean.
 inline void check_decoded(const char* op, const at::Tensor& grad_ab, const at::Tensor& ab,
                           const at::Tensor& stats, const at::Tensor& logits) {
-  const auto acc = logits.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  const auto acc = opmath_dtype(logits.scalar_type());
   for (const at::Tensor* t : {&grad_ab, &ab, &stats}) {
     TORCH_CHECK_VALUE(t->dim() == 4 && t->size(1) == 2, op,
                       ": decoded tensors must have shape (N, 2, H, W), got ", t->sizes());
@@ -193,9 +206,12 @@ inline void check_decoded(const char* op, const at::Tensor& grad_ab, const at::T
   }
 }
 
-// The dtype losses and decoded ab are accumulated and returned in.
-inline at::ScalarType opmath_dtype(at::ScalarType st) {
-  return st == at::kDouble ? at::kDouble : at::kFloat;
+// The outputs of annealed_mean: decoded ab and the softmax statistics, both
+// (N, 2, H, W) in the accumulation dtype.
+inline std::pair<at::Tensor, at::Tensor> empty_decoded(const at::Tensor& logits) {
+  const auto opts = logits.options().dtype(opmath_dtype(logits.scalar_type()));
+  const int64_t n = logits.size(0), h = logits.size(2), w = logits.size(3);
+  return {at::empty({n, 2, h, w}, opts), at::empty({n, 2, h, w}, opts)};
 }
 
 }  // namespace fastcolor
