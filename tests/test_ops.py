@@ -512,6 +512,8 @@ def _opcheck_samples(device, gen, c, w):
     yield f.rebalanced_cross_entropy, (zb, ab, c, w, None, 1, 5.0, "mean", False)
     yield f.annealed_mean, (z.clone().requires_grad_(), c, 0.38)
     yield f.annealed_mean, (zb, c, 0.0)
+    ab_out, stats = f.annealed_mean(z, c, 0.38)
+    yield f.annealed_mean_backward, (torch.randn_like(ab_out), z, c, ab_out, stats, 0.38)
 
 
 @pytest.mark.parametrize("device", DEVICES)
