@@ -16,7 +16,8 @@
 namespace fastcolor {
 namespace {
 
-// Per tile of kTile pixels: the logits are gathered once, channel-major.
+// Per tile of kTile pixels: the logits are read once, channel-major (in
+// place for NCHW float32/float64, else gathered).
 // Per pixel, the k nearest bins of its ab give the soft target t (never
 // stored densely). Across the tile's lanes: log-sum-exp, the loss
 // w * (lse * sum_j t_j - sum_j t_j z_j) and, when asked, the gradient
@@ -121,10 +122,8 @@ std::tuple<at::Tensor, at::Tensor> rebalanced_cross_entropy_cpu(
   check_cross_entropy_args(op, logits, ab, centres, class_weights, pixel_weight, k, sigma);
   const Reduction red = parse_reduction(op, reduction);
 
-  const int64_t n = logits.size(0), h = logits.size(2), w = logits.size(3);
-  at::Tensor loss_px =
-      at::empty({n, h, w}, logits.options().dtype(opmath_dtype(logits.scalar_type())));
-  at::Tensor grad = compute_grad ? at::empty_like(logits) : at::empty({0}, logits.options());
+  at::Tensor loss_px, grad;
+  std::tie(loss_px, grad) = empty_cross_entropy(logits, compute_grad);
   if (loss_px.numel() > 0 && logits.size(1) > 0) {
     const cpu::Bins bins(centres);
     const at::Tensor cw = class_weights.contiguous();

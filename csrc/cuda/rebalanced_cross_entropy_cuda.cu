@@ -97,11 +97,9 @@ std::tuple<at::Tensor, at::Tensor> rebalanced_cross_entropy_cuda(
   check_cross_entropy_args(op, logits, ab, centres, class_weights, pixel_weight, k, sigma);
   const Reduction red = parse_reduction(op, reduction);
   const c10::cuda::CUDAGuard guard(logits.device());
-  const int64_t n = logits.size(0), h = logits.size(2), w = logits.size(3);
   const int64_t nq = logits.size(1);
-  at::Tensor loss_px =
-      at::empty({n, h, w}, logits.options().dtype(opmath_dtype(logits.scalar_type())));
-  at::Tensor grad = compute_grad ? at::empty_like(logits) : at::empty({0}, logits.options());
+  at::Tensor loss_px, grad;
+  std::tie(loss_px, grad) = empty_cross_entropy(logits, compute_grad);
   const int64_t pixels = loss_px.numel();
   if (pixels > 0) {
     const at::Tensor c = centres.contiguous();

@@ -6,6 +6,7 @@
 
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
 #include <ATen/ops/sum.h>
 #include <c10/util/Exception.h>
 
@@ -212,6 +213,17 @@ inline std::pair<at::Tensor, at::Tensor> empty_decoded(const at::Tensor& logits)
   const auto opts = logits.options().dtype(opmath_dtype(logits.scalar_type()));
   const int64_t n = logits.size(0), h = logits.size(2), w = logits.size(3);
   return {at::empty({n, 2, h, w}, opts), at::empty({n, 2, h, w}, opts)};
+}
+
+// The outputs of rebalanced_cross_entropy's kernels: per-pixel losses
+// (N, H, W) in the accumulation dtype, and the gradient with the logits'
+// shape, strides and dtype (empty when not asked for).
+inline std::pair<at::Tensor, at::Tensor> empty_cross_entropy(const at::Tensor& logits,
+                                                             bool compute_grad) {
+  const auto opts = logits.options().dtype(opmath_dtype(logits.scalar_type()));
+  at::Tensor loss_px = at::empty({logits.size(0), logits.size(2), logits.size(3)}, opts);
+  at::Tensor grad = compute_grad ? at::empty_like(logits) : at::empty({0}, logits.options());
+  return {loss_px, grad};
 }
 
 }  // namespace fastcolor
