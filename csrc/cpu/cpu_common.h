@@ -97,23 +97,39 @@ inline bool consecutive(const int64_t* off, int64_t n) {
   return run;
 }
 
-// Gather the nq channels of the n <= kTile pixels [p0, p0 + n) of an
-// (N, Q, H, W) tensor into buf[q * kTile + t] as T; lanes past n get 0.
+// Hundreds of strided streams (one per bin) defeat the hardware prefetcher:
+// fetch a bin's run of the next tile ourselves.
+template <typename scalar_t>
+void prefetch_next_run(const scalar_t* row) {
+  for (int64_t b = 0; b < kTile * int64_t(sizeof(scalar_t)); b += 64)
+    __builtin_prefetch(reinterpret_cast<const char*>(row + kTile) + b);
+}
+
+// The logits of the n <= kTile pixels [p0, p0 + n) of an (N, Q, H, W)
+// tensor as nq rows of kTile values of type T, row q at rows[q * stride].
+// Read in place when the tile is a run of adjacent pixels already of type T
+// (NCHW float32/float64); otherwise gathered into buf (lanes past n get 0).
 template <typename T, typename scalar_t>
-void gather_tile(const scalar_t* src, const PixelLayout& l, int64_t p0, int64_t n,
-                 int64_t nq, T* buf) {
+const T* tile_rows(const scalar_t* src, const PixelLayout& l, int64_t p0, int64_t n, int64_t nq,
+                   T* buf, int64_t& stride) {
   int64_t off[kTile];
   for (int64_t t = 0; t < n; ++t) off[t] = l.offset(p0 + t);
-  if (consecutive(off, n)) {  // NCHW: one contiguous run per channel
+  const bool run = consecutive(off, n);
+  if constexpr (std::is_same_v<T, scalar_t>) {
+    if (run) {
+      for (int64_t q = 0; q < nq; ++q) prefetch_next_run(src + off[0] + q * l.s_c);
+      stride = l.s_c;
+      return src + off[0];
+    }
+  }
+  stride = kTile;
+  if (run) {  // NCHW in another dtype: one contiguous run per bin, converted
     for (int64_t q = 0; q < nq; ++q) {
       const scalar_t* row = src + off[0] + q * l.s_c;
-      // Hundreds of strided streams defeat the hardware prefetcher: fetch
-      // this channel's run of the next tile ourselves.
-      for (int64_t b = 0; b < kTile * int64_t(sizeof(scalar_t)); b += 64)
-        __builtin_prefetch(reinterpret_cast<const char*>(row + kTile) + b);
+      prefetch_next_run(row);
       for (int64_t t = 0; t < kTile; ++t) buf[q * kTile + t] = static_cast<T>(row[t]);
     }
-    return;
+    return buf;
   }
   for (int64_t q = 0; q < nq; ++q)
     for (int64_t t = n; t < kTile; ++t) buf[q * kTile + t] = T(0);
@@ -125,32 +141,10 @@ void gather_tile(const scalar_t* src, const PixelLayout& l, int64_t p0, int64_t 
       for (int64_t t = 0; t < n; ++t)
         buf[q * kTile + t] = static_cast<T>(src[off[t] + q * l.s_c]);
   }
-}
-
-// A tile's logits as nq rows of kTile values (row q at rows[q * stride]):
-// read in place when the tile is a run of adjacent pixels already in the
-// accumulation type (NCHW float32/float64), else gathered into buf.
-template <typename T, typename scalar_t>
-const T* tile_rows(const scalar_t* src, const PixelLayout& l, int64_t p0, int64_t n, int64_t nq,
-                   T* buf, int64_t& stride) {
-  if constexpr (std::is_same_v<T, scalar_t>) {
-    int64_t off[kTile];
-    for (int64_t t = 0; t < n; ++t) off[t] = l.offset(p0 + t);
-    if (consecutive(off, n)) {
-      const T* rows = src + off[0];
-      for (int64_t q = 0; q < nq; ++q)  // the next tile, as in gather_tile
-        for (int64_t b = 0; b < kTile * int64_t(sizeof(T)); b += 64)
-          __builtin_prefetch(reinterpret_cast<const char*>(rows + q * l.s_c + kTile) + b);
-      stride = l.s_c;
-      return rows;
-    }
-  }
-  gather_tile(src, l, p0, n, nq, buf);
-  stride = kTile;
   return buf;
 }
 
-// The inverse of gather_tile for the first n lanes, rounding to scalar_t.
+// The inverse of tile_rows' gather for the first n lanes, rounding to scalar_t.
 template <typename T, typename scalar_t>
 void scatter_tile(const T* buf, const PixelLayout& l, int64_t p0, int64_t n, int64_t nq,
                   scalar_t* dst) {
