@@ -144,6 +144,7 @@ setup(
     python_requires=">=3.10",
     install_requires=["torch>=2.4", "numpy", "pillow", "safetensors", "tqdm"],
     extras_require={"test": ["pytest", "pytest-benchmark", "scikit-image"]},
+    entry_points={"console_scripts": ["fastcolor=fastcolor.cli:main"]},
     ext_modules=extensions(),
     cmdclass={"build_ext": BuildExt},
 )

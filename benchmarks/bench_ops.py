@@ -30,7 +30,7 @@ from fastcolor.prior import imagenet_prior, rebalance_weights
 
 @dataclass
 class Case:
-    op: str  # "loss", "decode", "nearest"
+    op: str  # "loss", "decode", "decode_fb", "nearest", "soft_encode", "histogram"
     n: int
     q: int
     h: int
@@ -42,7 +42,9 @@ class Case:
 
     @property
     def shape(self):
-        return f"{self.n}x{self.q}x{self.h}x{self.w}" if self.op != "nearest" else f"{self.n}x{self.h}x{self.w}"
+        if self.op in ("nearest", "histogram"):
+            return f"{self.n}x{self.h}x{self.w}"
+        return f"{self.n}x{self.q}x{self.h}x{self.w}"
 
     def floor_bytes(self):
         px = self.n * self.h * self.w
@@ -51,6 +53,12 @@ class Case:
             return 2 * z + 8 * px
         if self.op == "decode":  # logits read, ab written (float32)
             return z + 8 * px
+        if self.op == "decode_fb":  # forward reads the logits; backward reads them again, writes the gradient
+            return 3 * z + 16 * px
+        if self.op == "soft_encode":  # ab read, dense float32 targets written
+            return 8 * px + 4 * self.q * px
+        if self.op == "histogram":  # ab read
+            return 8 * px
         return 8 * px + 8 * px  # nearest: ab read, int64 index written
 
 
@@ -60,7 +68,11 @@ GPU_CASES = [
     Case("loss", 16, 313, 128, 128, torch.bfloat16),
     Case("decode", 40, 313, 56, 56, torch.float32),
     Case("decode", 16, 313, 128, 128, torch.bfloat16),
+    Case("decode_fb", 40, 313, 56, 56, torch.float32),
+    Case("decode_fb", 16, 313, 128, 128, torch.bfloat16),
     Case("nearest", 40, 313, 56, 56),
+    Case("soft_encode", 40, 313, 56, 56),
+    Case("histogram", 256, 313, 256, 256),
     Case("loss", 64, 32, 256, 256, torch.float32, k=1, label="Stanford"),
     Case("loss", 64, 32, 256, 256, torch.bfloat16, k=1, label="Stanford"),
     Case("decode", 64, 32, 256, 256, torch.float32, label="Stanford"),
@@ -69,7 +81,9 @@ CPU_CASES = [
     Case("loss", 8, 313, 56, 56, torch.float32),
     Case("loss", 8, 313, 56, 56, torch.bfloat16),
     Case("decode", 8, 313, 56, 56, torch.float32),
+    Case("decode_fb", 8, 313, 56, 56, torch.float32),
     Case("nearest", 8, 313, 56, 56),
+    Case("histogram", 16, 313, 128, 128),
     Case("loss", 4, 32, 128, 128, torch.float32, k=1, label="Stanford"),
     Case("decode", 4, 32, 128, 128, torch.float32, label="Stanford"),
 ]
@@ -92,6 +106,8 @@ def make_inputs(case, device, gen):
         centres, weights = stanford_codebook(case.q, device)
         scale = 0.2
     ab = (torch.randn(case.n, 2, case.h, case.w, generator=gen) * scale).to(device)
+    if case.op in ("nearest", "histogram", "soft_encode"):
+        return None, ab, centres, weights, 5.0
     z = torch.randn(case.n, case.q, case.h, case.w, generator=gen).to(device=device, dtype=case.dtype)
     sigma = 5.0 if case.q == 313 else 0.05
     return z, ab, centres, weights, sigma
@@ -164,6 +180,27 @@ def implementations(case, z, ab, centres, weights, sigma, compile_ok):
         if compile_ok:
             f = torch.compile(lambda zz: reference.annealed_mean(zz, centres, 0.38), fullgraph=True, dynamic=False)
             out["compile"] = lambda: f(z)
+    elif case.op == "decode_fb":
+        zg = z.detach().requires_grad_()
+        g = torch.randn(z.shape[0], 2, *z.shape[2:], device=z.device)
+        fns = {"eager": lambda zz: reference.annealed_mean(zz, centres, 0.38),
+               "kernel": lambda zz: ops.annealed_mean(zz, centres, 0.38)}
+        if compile_ok:
+            fns["compile"] = torch.compile(fns["eager"], fullgraph=True, dynamic=False)
+        for name, f in fns.items():
+            out[name] = lambda f=f: torch.autograd.grad(f(zg), zg, g)
+    elif case.op == "soft_encode":
+        out["eager"] = lambda: reference.soft_encode(ab, centres, case.k, sigma)
+        out["kernel"] = lambda: ops.soft_encode(ab, centres, case.k, sigma)
+        if compile_ok:
+            f = torch.compile(reference.soft_encode, fullgraph=True, dynamic=False)
+            out["compile"] = lambda: f(ab, centres, case.k, sigma)
+    elif case.op == "histogram":
+        out["eager"] = lambda: reference.bin_histogram(ab, centres)
+        out["kernel"] = lambda: ops.bin_histogram(ab, centres)
+        if compile_ok:
+            f = torch.compile(reference.bin_histogram, fullgraph=True, dynamic=False)
+            out["compile"] = lambda: f(ab, centres)
     else:
         out["eager"] = lambda: reference.nearest_bin(ab, centres)
         out["kernel"] = lambda: ops.nearest_bin(ab, centres)
@@ -190,7 +227,7 @@ def run(device, cases, compile_ok):
     gen = torch.Generator().manual_seed(0)
     for case in cases:
         z, ab, centres, weights, sigma = make_inputs(case, device, gen)
-        with torch.no_grad() if case.op != "loss" else torch.enable_grad():
+        with torch.no_grad() if case.op not in ("loss", "decode_fb") else torch.enable_grad():
             fns = implementations(case, z, ab, centres, weights, sigma, compile_ok)
             for name, fn in fns.items():
                 try:
@@ -215,7 +252,7 @@ def table(device, cases, bw):
     ]
     if bw:
         lines.append(f"measured copy bandwidth: {bw / 1e9:.2f} TB/s (read + write)")
-    head = f"{'op':<8}{'shape':<18}{'dtype':<9}{'eager ms':>10}{'compile ms':>11}{'fastcolor ms':>13}{'x eager':>9}{'x compile':>10}"
+    head = f"{'op':<12}{'shape':<18}{'dtype':<9}{'eager ms':>10}{'compile ms':>11}{'fastcolor ms':>13}{'x eager':>9}{'x compile':>10}"
     if bw:
         head += f"{'floor ms':>10}{'/ floor':>8}"
     lines.append(head)
@@ -224,7 +261,7 @@ def table(device, cases, bw):
         e, k, cp = r.get("eager"), r.get("kernel"), r.get("compile")
         fmt = lambda v, f="{:.3f}": f.format(v) if v is not None else "-"
         row = (
-            f"{(c.op + ('*' if c.label else '')):<8}{c.shape:<18}{str(c.dtype).replace('torch.', ''):<9}"
+            f"{(c.op + ('*' if c.label else '')):<12}{c.shape:<18}{str(c.dtype).replace('torch.', ''):<9}"
             f"{fmt(e):>10}{fmt(cp):>11}{fmt(k):>13}"
             f"{fmt(e / k if e and k else None, '{:.1f}'):>9}{fmt(cp / k if cp and k else None, '{:.1f}'):>10}"
         )
@@ -241,7 +278,8 @@ def table(device, cases, bw):
                 f"  {c.shape} {str(c.dtype).replace('torch.', '')}: {r.get('eager_mem', 0):.0f} / "
                 f"{r.get('compile_mem') or 0:.0f} / {r['kernel_mem']:.0f} [{size:.0f}]"
             )
-    lines.append("loss = rebalanced_cross_entropy forward+backward; decode = annealed_mean (T=0.38); "
+    lines.append("loss = rebalanced_cross_entropy forward+backward; decode = annealed_mean (T=0.38), "
+                 "decode_fb = its forward+backward; histogram = bin_histogram; "
                  "* = Stanford config (32 bins, k=1)")
     return "\n".join(lines)
 

@@ -4,19 +4,25 @@
 #
 #   bash benchmarks/gpu_check.sh            # logs under $OUT (default /tmp/fastcolor-gpu)
 #
-# 1. builds fastcolor with its CUDA kernels for the visible GPU,
-# 2. runs the CUDA tests (kernels against the reference and the CPU kernels,
-#    gradcheck, opcheck, memory, torch.compile),
-# 3. runs the benchmarks of DESIGN.md section 3,
-# and prints the test summary and the benchmark table last.
+# 1. builds fastcolor with its CUDA kernels for the visible GPU;
+# 2. optionally (TRAIN_SCRIPT=path) starts a training script in the background,
+#    which shares the GPU with the correctness checks but not with the timings;
+# 3. runs the CUDA tests (every kernel variant against the reference and the
+#    CPU kernels, poisoned outputs, gradcheck, opcheck, memory, torch.compile);
+# 4. runs compute-sanitizer memcheck and racecheck over the kernel-variant tests;
+# 5. waits for the training, then runs the op benchmarks (DESIGN.md section 3)
+#    and the ECCV16 training-step benchmark, alone on the GPU;
+# and prints the test summaries and the benchmark tables last.
+# SKIP_BENCH=1 skips 5; SKIP_SANITIZER=1 skips 4; FULL=1 also runs the whole suite.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/fastcolor-gpu}
-mkdir -p "$OUT"
+mkdir -p "$OUT/logs"
 PY=${PYTHON:-python3}
 export MAX_JOBS=${MAX_JOBS:-$(nproc)}
 export TORCHINDUCTOR_COMPILE_THREADS=${TORCHINDUCTOR_COMPILE_THREADS:-$(nproc)}
 export PYTHONUNBUFFERED=1
+LOG="$OUT/logs"
 
 # The lent H200 image sets CXX to a GCC in /opt/gcc that links libstdc++
 # statically, which crashes next to torch (setup.py refuses such a build).
@@ -25,28 +31,64 @@ if [ -x /usr/bin/g++ ] && [ "${CXX:-}" != /usr/bin/g++ ]; then
   export CXX=/usr/bin/g++ CC=/usr/bin/gcc
 fi
 
-nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --format=csv | tee "$OUT/gpu.txt"
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --format=csv | tee "$LOG/gpu.txt"
 
 t0=$(date +%s)
-if ! FORCE_CUDA=1 $PY -m pip install --no-build-isolation --no-deps -e . >"$OUT/build.log" 2>&1; then
-  tail -n 60 "$OUT/build.log"
-  echo "gpu_check: build failed (log: $OUT/build.log)"
+if ! FORCE_CUDA=1 $PY -m pip install --no-build-isolation --no-deps -e . >"$LOG/build.log" 2>&1; then
+  tail -n 60 "$LOG/build.log"
+  echo "gpu_check: build failed (log: $LOG/build.log)"
   exit 1
 fi
 echo "build: $(( $(date +%s) - t0 )) s"
-$PY -c "import fastcolor, json; print(json.dumps(fastcolor.backend_info()))" | tee "$OUT/backend.json"
+$PY -c "import fastcolor, json; print(json.dumps(fastcolor.backend_info()))" | tee "$LOG/backend.json"
+
+train_pid=""
+if [ -n "${TRAIN_SCRIPT:-}" ]; then
+  bash "$TRAIN_SCRIPT" >"$LOG/train.log" 2>&1 &
+  train_pid=$!
+  echo "training started in the background (pid $train_pid, log $LOG/train.log)"
+fi
 
 t0=$(date +%s)
-$PY -m pytest -q -p no:cacheprovider tests benchmarks -k cuda >"$OUT/tests_cuda.log" 2>&1
+timeout "${TEST_TIMEOUT:-240}" $PY -m pytest -q -p no:cacheprovider tests benchmarks -k cuda >"$LOG/tests_cuda.log" 2>&1
 tests_rc=$?
 echo "cuda tests: $(( $(date +%s) - t0 )) s, rc=$tests_rc"
+
+san_rc=0
+if [ "${SKIP_SANITIZER:-0}" != "1" ]; then
+  SAN=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+  sel=(tests/test_kernel_variants.py -k cuda)
+  t0=$(date +%s)
+  for tool in memcheck racecheck; do
+    timeout "${SANITIZER_TIMEOUT:-200}" "$SAN" --tool "$tool" --error-exitcode 86 --print-limit 20 \
+      $PY -m pytest -q -x -p no:cacheprovider "${sel[@]}" >"$LOG/sanitizer_$tool.log" 2>&1 &
+  done
+  wait_rc=0
+  for job in $(jobs -p); do
+    [ "$job" = "$train_pid" ] && continue
+    wait "$job" || wait_rc=$?
+  done
+  san_rc=$wait_rc
+  echo "compute-sanitizer memcheck + racecheck: $(( $(date +%s) - t0 )) s, rc=$san_rc"
+fi
+
+if [ -n "$train_pid" ]; then
+  t0=$(date +%s)
+  wait "$train_pid"
+  echo "training finished (waited $(( $(date +%s) - t0 )) s), rc=$?"
+fi
 
 bench_rc=0
 if [ "${SKIP_BENCH:-0}" != "1" ]; then
   t0=$(date +%s)
-  $PY benchmarks/bench_ops.py --device cuda --json "$OUT/bench.json" >"$OUT/bench.txt" 2>"$OUT/bench.err"
+  timeout "${BENCH_TIMEOUT:-300}" $PY benchmarks/bench_ops.py --device cuda --json "$LOG/bench.json" >"$LOG/bench.txt" 2>"$LOG/bench.err"
   bench_rc=$?
-  echo "benchmarks: $(( $(date +%s) - t0 )) s, rc=$bench_rc"
+  echo "op benchmarks: $(( $(date +%s) - t0 )) s, rc=$bench_rc"
+  t0=$(date +%s)
+  timeout "${STEP_TIMEOUT:-150}" $PY benchmarks/bench_train_step.py --json "$LOG/train_step.json" >"$LOG/train_step.txt" 2>"$LOG/train_step.err"
+  step_rc=$?
+  echo "training-step benchmark: $(( $(date +%s) - t0 )) s, rc=$step_rc"
+  [ "$step_rc" = 0 ] || bench_rc=$step_rc
 fi
 
 if [ "${FULL:-0}" = "1" ]; then  # the whole suite, CPU tests under this machine's torch too
@@ -54,17 +96,25 @@ if [ "${FULL:-0}" = "1" ]; then  # the whole suite, CPU tests under this machine
   if [ ! -d ../shared/reference ]; then  # the released ECCV16 files live beside the repo, not in it
     deselect=(--deselect tests/test_codebook.py::test_zhang313_equals_released_points)
   fi
-  $PY -m pytest -q -p no:cacheprovider tests benchmarks "${deselect[@]}" >"$OUT/tests_all.log" 2>&1
+  $PY -m pytest -q -p no:cacheprovider tests benchmarks "${deselect[@]}" >"$LOG/tests_all.log" 2>&1
   echo "full suite: rc=$?"
-  tail -n 3 "$OUT/tests_all.log"
+  tail -n 3 "$LOG/tests_all.log"
 fi
 
 echo "=== CUDA tests ==="
-grep -E "^(FAILED|ERROR)" "$OUT/tests_cuda.log" | head -n 30
-tail -n 1 "$OUT/tests_cuda.log"
+grep -E "^(FAILED|ERROR)" "$LOG/tests_cuda.log" | head -n 30
+tail -n 1 "$LOG/tests_cuda.log"
+if [ "${SKIP_SANITIZER:-0}" != "1" ]; then
+  for tool in memcheck racecheck; do
+    echo "=== compute-sanitizer $tool ==="
+    grep -E "ERROR SUMMARY|Error|Hazard|passed|failed" "$LOG/sanitizer_$tool.log" | tail -n 6
+  done
+fi
 if [ "${SKIP_BENCH:-0}" != "1" ]; then
   echo "=== benchmarks ==="
-  tail -n 5 "$OUT/bench.err"
-  cat "$OUT/bench.txt"
+  tail -n 5 "$LOG/bench.err"
+  cat "$LOG/bench.txt"
+  tail -n 3 "$LOG/train_step.err"
+  cat "$LOG/train_step.txt"
 fi
-[ "$tests_rc" = 0 ] && [ "$bench_rc" = 0 ]
+[ "$tests_rc" = 0 ] && [ "$san_rc" = 0 ] && [ "$bench_rc" = 0 ]

@@ -286,15 +286,19 @@ def _opmath(dtype):
 
 
 def _is_one(t):
-    # Only for plain eager CPU tensors: reading a CUDA value would synchronise,
-    # and a traced graph (fake or functional tensors) cannot branch on data;
-    # there the multiply always runs.
+    """Whether the incoming gradient of a scalar loss is exactly 1 (as from
+    loss.backward()), so that the stored gradient can be handed on as it is,
+    without a scaled copy: peak memory stays at the logits plus one gradient.
+
+    Reading a CUDA value synchronises with the device (a few microseconds, once
+    per backward); a traced graph (fake or functional tensors) cannot branch on
+    data, so there the multiply always runs."""
     return (
         type(t) is torch.Tensor
         and not _is_tracing()
-        and t.device.type == "cpu"
         and t.numel() == 1
-        and t.item() == 1.0
+        and not (t.is_cuda and torch.cuda.is_current_stream_capturing())
+        and bool(t.reshape(()) == 1.0)
     )
 
 

@@ -5,7 +5,9 @@
 #include <ATen/ops/zeros_like.h>
 
 #include <limits>
+#include <algorithm>
 #include <tuple>
+#include <type_traits>
 
 #include "cuda_common.cuh"
 #include "fastcolor/host.h"
@@ -14,12 +16,13 @@
 namespace fastcolor {
 namespace {
 
-// One thread per pixel, one read of the logits: an online softmax of z / T
+// Generic kernels (float64 logits, or more bins than the tiled kernels hold
+// in registers). One thread per pixel, one read of the logits: an online softmax of z / T
 // that carries the weighted sums of the centres along, rescaling all three
 // when the running max grows. T = 0: the first largest logit's centre.
 template <typename scalar_t>
 __global__ void __launch_bounds__(cuda::kThreads)
-    annealed_mean_kernel(const scalar_t* __restrict__ logits, PixelLayout lz,
+    annealed_mean_generic_kernel(const scalar_t* __restrict__ logits, PixelLayout lz,
                          const float* __restrict__ centres, int nq,
                          at::opmath_type<scalar_t> inv_t, int64_t pixels,
                          at::opmath_type<scalar_t>* __restrict__ out,
@@ -81,7 +84,7 @@ __global__ void __launch_bounds__(cuda::kThreads)
 
 // grad_q = exp((z_q - m) / T) / s / T * (ga * ca_q + gb * cb_q - (ga * a + gb * b)).
 template <typename scalar_t>
-__global__ void __launch_bounds__(cuda::kThreads) annealed_mean_backward_kernel(
+__global__ void __launch_bounds__(cuda::kThreads) annealed_mean_backward_generic_kernel(
     const at::opmath_type<scalar_t>* __restrict__ grad_ab, PixelLayout lgab,
     const scalar_t* __restrict__ logits, PixelLayout lz, const float* __restrict__ centres,
     int nq, const at::opmath_type<scalar_t>* __restrict__ ab, PixelLayout lab,
@@ -109,6 +112,257 @@ __global__ void __launch_bounds__(cuda::kThreads) annealed_mean_backward_kernel(
   }
 }
 
+
+// Combines the per-part softmax statistics (max m_i, sums s_i, A_i, B_i of
+// e = exp((z - m_i) / T) and e * c) of one pixel, in a fixed order.
+struct SoftmaxParts {
+  float m, s, a, b;
+};
+
+__device__ __forceinline__ SoftmaxParts combine_parts(const float* pm, const float* ps,
+                                                      const float* pa, const float* pb, int n,
+                                                      int stride, float inv_t) {
+  float m = cuda::kLowest;
+  for (int v = 0; v < n; ++v) m = fmaxf(m, pm[v * stride]);
+  SoftmaxParts out{m, 0.f, 0.f, 0.f};
+  for (int v = 0; v < n; ++v) {
+    const float f = __expf((pm[v * stride] - m) * inv_t);
+    out.s += ps[v * stride] * f;
+    out.a += pa[v * stride] * f;
+    out.b += pb[v * stride] * f;
+  }
+  return out;
+}
+
+// Tiled kernel for logits whose pixels are adjacent in memory (the layout of
+// cross_entropy_tile_kernel): a block owns 32 pixels, warp w holds bins
+// w + W r in registers; per-warp softmax statistics are combined across the
+// warps through shared memory by warp 0, which writes ab and the statistics.
+// T = 0: the first largest logit (per warp, then the lowest bin among the
+// warps that reach the maximum); NaN anywhere gives NaN.
+template <typename scalar_t, int R>
+__global__ void __launch_bounds__(512)
+    annealed_mean_tile_kernel(const scalar_t* __restrict__ logits, PixelLayout lz,
+                              const float* __restrict__ centres, int nq, float inv_t,
+                              int64_t pixels, float* __restrict__ out,
+                              float* __restrict__ stats, PixelLayout lo) {
+  extern __shared__ float smem[];
+  const int lane = threadIdx.x, warp = threadIdx.y, nw = blockDim.y;
+  float* ca = smem;
+  float* cb = smem + nq;
+  float* pm = cb + nq;  // [4][nw][32]
+  float* ps = pm + nw * 32;
+  float* pa = ps + nw * 32;
+  float* pb = pa + nw * 32;
+  const int64_t p = static_cast<int64_t>(blockIdx.x) * 32 + lane;
+  const bool valid = p < pixels;
+  const scalar_t* zp = logits + (valid ? lz.offset(p) : 0);
+  float z[R];
+  FC_UNROLL
+  for (int r = 0; r < R; ++r) {
+    const int q = warp + nw * r;
+    z[r] = valid && q < nq ? static_cast<float>(zp[q * lz.s_c]) : -INFINITY;
+  }
+  cuda::load_bins(centres, nq, ca, cb);
+  const int at = warp * 32 + lane;
+  if (inv_t == 0.f) {
+    float m = -INFINITY;
+    int arg = warp;
+    bool nan = false;
+    FC_UNROLL
+    for (int r = 0; r < R; ++r) {
+      nan |= z[r] != z[r];
+      if (z[r] > m) {
+        m = z[r];
+        arg = warp + nw * r;
+      }
+    }
+    pm[at] = m;
+    ps[at] = __int_as_float(arg);
+    pa[at] = nan ? 1.f : 0.f;
+    __syncthreads();
+    if (warp == 0 && valid) {
+      float best = pm[lane];
+      int best_arg = __float_as_int(ps[lane]);
+      bool any_nan = pa[lane] != 0.f;
+      for (int v = 1; v < nw; ++v) {  // lowest bin among equal maxima
+        const float mv = pm[v * 32 + lane];
+        const int av = __float_as_int(ps[v * 32 + lane]);
+        any_nan |= pa[v * 32 + lane] != 0.f;
+        if (mv > best || (mv == best && av < best_arg)) {
+          best = mv;
+          best_arg = av;
+        }
+      }
+      const int64_t oo = lo.offset(p);
+      out[oo] = any_nan ? NAN : ca[best_arg];
+      out[oo + lo.s_c] = any_nan ? NAN : cb[best_arg];
+      stats[oo] = best;
+      stats[oo + lo.s_c] = 1.f;
+    }
+    return;
+  }
+  float m = cuda::kLowest;
+  FC_UNROLL
+  for (int r = 0; r < R; ++r) m = z[r] > m ? z[r] : m;
+  float s = 0.f, a = 0.f, b = 0.f;
+  FC_UNROLL
+  for (int r = 0; r < R; ++r) {
+    const int q = warp + nw * r;
+    if (q < nq) {
+      const float e = __expf((z[r] - m) * inv_t);  // NaN z makes s NaN
+      s += e;
+      a = fmaf(e, ca[q], a);
+      b = fmaf(e, cb[q], b);
+    }
+  }
+  pm[at] = m;
+  ps[at] = s;
+  pa[at] = a;
+  pb[at] = b;
+  __syncthreads();
+  if (warp == 0 && valid) {
+    const SoftmaxParts t = combine_parts(pm + lane, ps + lane, pa + lane, pb + lane, nw, 32, inv_t);
+    const int64_t oo = lo.offset(p);
+    out[oo] = t.a / t.s;
+    out[oo + lo.s_c] = t.b / t.s;
+    stats[oo] = t.m;
+    stats[oo + lo.s_c] = t.s;
+  }
+}
+
+// Warp-per-pixel kernel for channels_last logits: lanes span the bins (R per
+// lane) so every load is contiguous; statistics by shuffles.
+template <typename scalar_t, int R>
+__global__ void __launch_bounds__(cuda::kThreads)
+    annealed_mean_warp_kernel(const scalar_t* __restrict__ logits, PixelLayout lz,
+                              const float* __restrict__ centres, int nq, float inv_t,
+                              int64_t pixels, float* __restrict__ out,
+                              float* __restrict__ stats, PixelLayout lo) {
+  extern __shared__ float smem[];
+  float* ca = smem;
+  float* cb = smem + nq;
+  cuda::load_bins(centres, nq, ca, cb);
+  const int lane = threadIdx.x & 31;
+  const int64_t warps = static_cast<int64_t>(gridDim.x) * (blockDim.x / 32);
+  for (int64_t p = static_cast<int64_t>(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
+       p < pixels; p += warps) {
+    const scalar_t* zp = logits + lz.offset(p);
+    float z[R];
+    FC_UNROLL
+    for (int r = 0; r < R; ++r) {
+      const int q = lane + 32 * r;
+      z[r] = q < nq ? static_cast<float>(zp[q * lz.s_c]) : -INFINITY;
+    }
+    float m = inv_t == 0.f ? -INFINITY : cuda::kLowest;
+    int arg = lane;
+    bool nan = false;
+    FC_UNROLL
+    for (int r = 0; r < R; ++r) {
+      nan |= z[r] != z[r];
+      if (z[r] > m) {
+        m = z[r];
+        arg = lane + 32 * r;
+      }
+    }
+    float a, b, s;
+    if (inv_t == 0.f) {
+      for (int o = 16; o > 0; o >>= 1) {  // max, lowest bin on ties
+        const float mo = __shfl_xor_sync(0xffffffffu, m, o);
+        const int ao = __shfl_xor_sync(0xffffffffu, arg, o);
+        if (mo > m || (mo == m && ao < arg)) {
+          m = mo;
+          arg = ao;
+        }
+      }
+      nan = __any_sync(0xffffffffu, nan);
+      a = nan ? NAN : ca[arg];
+      b = nan ? NAN : cb[arg];
+      s = 1.f;
+    } else {
+      m = cuda::warp_max(m);
+      s = 0.f;
+      a = 0.f;
+      b = 0.f;
+      FC_UNROLL
+      for (int r = 0; r < R; ++r) {
+        const int q = lane + 32 * r;
+        if (q < nq) {
+          const float e = __expf((z[r] - m) * inv_t);
+          s += e;
+          a = fmaf(e, ca[q], a);
+          b = fmaf(e, cb[q], b);
+        }
+      }
+      s = cuda::warp_sum(s);
+      a = cuda::warp_sum(a) / s;
+      b = cuda::warp_sum(b) / s;
+    }
+    if (lane == 0) {
+      const int64_t oo = lo.offset(p);
+      out[oo] = a;
+      out[oo + lo.s_c] = b;
+      stats[oo] = m;
+      stats[oo + lo.s_c] = s;
+    }
+  }
+}
+
+// Backward, one gradient entry per thread and iteration, no reduction:
+// grad_q = exp((z_q - m) / T) / s / T * (ga * ca_q + gb * cb_q - (ga * a + gb * b)).
+// Pixel-adjacent layouts: lanes span 32 pixels, the block's 8 warps the bins.
+// channels_last: a warp per pixel, lanes span the bins.
+template <typename scalar_t, bool kBinsOnLanes>
+__global__ void __launch_bounds__(cuda::kThreads) annealed_mean_backward_tile_kernel(
+    const float* __restrict__ grad_ab, PixelLayout lgab, const scalar_t* __restrict__ logits,
+    PixelLayout lz, const float* __restrict__ centres, int nq, const float* __restrict__ ab,
+    PixelLayout lab, const float* __restrict__ stats, PixelLayout lst, float inv_t,
+    int64_t pixels, scalar_t* __restrict__ grad, PixelLayout lg) {
+  extern __shared__ float smem[];
+  float* ca = smem;
+  float* cb = smem + nq;
+  cuda::load_bins(centres, nq, ca, cb);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x / 32, nw = blockDim.x / 32;
+  const int64_t p = kBinsOnLanes ? static_cast<int64_t>(blockIdx.x) * nw + warp
+                                 : static_cast<int64_t>(blockIdx.x) * 32 + lane;
+  if (p >= pixels) return;
+  const int64_t og = lgab.offset(p), oa = lab.offset(p), os = lst.offset(p);
+  const float ga = grad_ab[og], gb = grad_ab[og + lgab.s_c];
+  const float m = stats[os];
+  const float coef = inv_t / stats[os + lst.s_c];
+  const float offset = ga * ab[oa] + gb * ab[oa + lab.s_c];
+  const scalar_t* zp = logits + lz.offset(p);
+  scalar_t* gp = grad + lg.offset(p);
+  const int first = kBinsOnLanes ? lane : warp, step = kBinsOnLanes ? 32 : nw;
+#pragma unroll 4
+  for (int q = first; q < nq; q += step) {
+    const float z = static_cast<float>(zp[q * lz.s_c]);
+    const float proj = ga * ca[q] + gb * cb[q] - offset;
+    gp[q * lg.s_c] = static_cast<scalar_t>(__expf((z - m) * inv_t) * coef * proj);
+  }
+}
+
+// Register budget of the tiled forward kernels (see cross_entropy's plan):
+// bins per thread R and warps per block for pixel-adjacent logits; bins per
+// lane for channels_last; 0 = the generic kernel.
+struct DecodePlan {
+  bool warp;  // channels_last kernel
+  int rows;
+  int warps;
+};
+
+inline DecodePlan plan_decode(at::ScalarType st, int64_t nq, int64_t s_c) {
+  if (st == at::kDouble) return {false, 0, 0};
+  if (s_c == 1 && nq > 1) {
+    for (int r : {1, 4, 10, 20})
+      if (nq <= 32 * r) return {true, r, 0};
+    return {false, 0, 0};
+  }
+  if (nq <= 64) return {false, 8, static_cast<int>((nq + 7) / 8)};
+  if (nq <= 40 * 16) return {false, 40, static_cast<int>((nq + 39) / 40)};
+  return {false, 0, 0};
+}
+
 }  // namespace
 
 std::tuple<at::Tensor, at::Tensor> annealed_mean_cuda(const at::Tensor& logits,
@@ -122,16 +376,53 @@ std::tuple<at::Tensor, at::Tensor> annealed_mean_cuda(const at::Tensor& logits,
   if (pixels == 0) return {out, stats};
   const at::Tensor c = centres.contiguous();
   const int nq = static_cast<int>(c.size(0));
-  const size_t smem = 2 * nq * sizeof(float);
-  AT_DISPATCH_FLOATING_TYPES_AND2(
-      at::kHalf, at::kBFloat16, logits.scalar_type(), "annealed_mean_cuda", [&] {
-        using acc_t = at::opmath_type<scalar_t>;
-        annealed_mean_kernel<scalar_t><<<cuda::blocks_for(pixels), cuda::kThreads, smem,
-                                         c10::cuda::getCurrentCUDAStream()>>>(
-            logits.const_data_ptr<scalar_t>(), pixel_layout(logits), c.const_data_ptr<float>(),
-            nq, inverse_temperature<acc_t>(temperature), pixels, out.mutable_data_ptr<acc_t>(),
-            stats.mutable_data_ptr<acc_t>(), pixel_layout(out));
-        C10_CUDA_KERNEL_LAUNCH_CHECK();
+  const auto stream = c10::cuda::getCurrentCUDAStream();
+  const PixelLayout lz = pixel_layout(logits), lo = pixel_layout(out);
+  const DecodePlan plan = plan_decode(logits.scalar_type(), nq, lz.s_c);
+  if (plan.rows == 0) {
+    AT_DISPATCH_FLOATING_TYPES_AND2(
+        at::kHalf, at::kBFloat16, logits.scalar_type(), "annealed_mean_cuda", [&] {
+          using acc_t = at::opmath_type<scalar_t>;
+          const size_t smem = 2 * nq * sizeof(float);
+          annealed_mean_generic_kernel<scalar_t>
+              <<<cuda::blocks_for(pixels), cuda::kThreads, smem, stream>>>(
+                  logits.const_data_ptr<scalar_t>(), lz, c.const_data_ptr<float>(), nq,
+                  inverse_temperature<acc_t>(temperature), pixels,
+                  out.mutable_data_ptr<acc_t>(), stats.mutable_data_ptr<acc_t>(), lo);
+          C10_CUDA_KERNEL_LAUNCH_CHECK();
+        });
+    return {out, stats};
+  }
+  FASTCOLOR_DISPATCH_TILED_TYPES(
+      logits.scalar_type(), "annealed_mean_cuda", [&] {
+        const float inv_t = inverse_temperature<float>(temperature);
+        {
+          auto launch = [&](auto kernel, dim3 grid, dim3 block, size_t smem) {
+            cuda::allow_shared_memory(kernel, smem);
+            kernel<<<grid, block, smem, stream>>>(logits.const_data_ptr<scalar_t>(), lz,
+                                                  c.const_data_ptr<float>(), nq, inv_t, pixels,
+                                                  out.mutable_data_ptr<float>(),
+                                                  stats.mutable_data_ptr<float>(), lo);
+            C10_CUDA_KERNEL_LAUNCH_CHECK();
+          };
+          if (plan.warp) {
+            const size_t smem = 2 * nq * sizeof(float);
+            const int64_t per_block = cuda::kThreads / 32;
+            const dim3 grid(static_cast<unsigned>(
+                std::min<int64_t>((pixels + per_block - 1) / per_block, 65536)));
+            cuda::with_warp_rows(plan.rows, [&](auto rows) {
+              launch(annealed_mean_warp_kernel<scalar_t, decltype(rows)::value>, grid,
+                     dim3(cuda::kThreads), smem);
+            });
+          } else {
+            const size_t smem = (2 * nq + 4 * 32 * plan.warps) * sizeof(float);
+            const dim3 grid(static_cast<unsigned>((pixels + 31) / 32)), block(32, plan.warps);
+            if (plan.rows == 8)
+              launch(annealed_mean_tile_kernel<scalar_t, 8>, grid, block, smem);
+            else
+              launch(annealed_mean_tile_kernel<scalar_t, 40>, grid, block, smem);
+          }
+        }
       });
   return {out, stats};
 }
@@ -150,19 +441,46 @@ at::Tensor annealed_mean_backward_cuda(const at::Tensor& grad_ab, const at::Tens
   const at::Tensor c = centres.contiguous();
   const int nq = static_cast<int>(c.size(0));
   const size_t smem = 2 * nq * sizeof(float);
-  AT_DISPATCH_FLOATING_TYPES_AND2(
-      at::kHalf, at::kBFloat16, logits.scalar_type(), "annealed_mean_backward_cuda", [&] {
+  const auto stream = c10::cuda::getCurrentCUDAStream();
+  const PixelLayout lz = pixel_layout(logits);
+  if (logits.scalar_type() == at::kDouble) {
+    AT_DISPATCH_FLOATING_TYPES(
+      logits.scalar_type(), "annealed_mean_backward_cuda", [&] {
         using acc_t = at::opmath_type<scalar_t>;
-        annealed_mean_backward_kernel<scalar_t>
-            <<<cuda::blocks_for(pixels), cuda::kThreads, smem,
-               c10::cuda::getCurrentCUDAStream()>>>(
-                grad_ab.const_data_ptr<acc_t>(), pixel_layout(grad_ab),
-                logits.const_data_ptr<scalar_t>(), pixel_layout(logits),
-                c.const_data_ptr<float>(), nq, ab.const_data_ptr<acc_t>(), pixel_layout(ab),
-                stats.const_data_ptr<acc_t>(), pixel_layout(stats),
-                inverse_temperature<acc_t>(temperature), pixels, grad.mutable_data_ptr<scalar_t>(),
+        const acc_t inv_t = inverse_temperature<acc_t>(temperature);
+        {
+          annealed_mean_backward_generic_kernel<scalar_t>
+              <<<cuda::blocks_for(pixels), cuda::kThreads, smem, stream>>>(
+                  grad_ab.const_data_ptr<acc_t>(), pixel_layout(grad_ab),
+                  logits.const_data_ptr<scalar_t>(), lz, c.const_data_ptr<float>(), nq,
+                  ab.const_data_ptr<acc_t>(), pixel_layout(ab), stats.const_data_ptr<acc_t>(),
+                  pixel_layout(stats), inv_t, pixels, grad.mutable_data_ptr<scalar_t>(),
+                  pixel_layout(grad));
+          C10_CUDA_KERNEL_LAUNCH_CHECK();
+        }
+      });
+    return grad;
+  }
+  FASTCOLOR_DISPATCH_TILED_TYPES(
+      logits.scalar_type(), "annealed_mean_backward_cuda", [&] {
+        const float inv_t = inverse_temperature<float>(temperature);
+        {
+          auto launch = [&](auto kernel, int64_t blocks) {
+            cuda::allow_shared_memory(kernel, smem);
+            kernel<<<static_cast<unsigned>(blocks), cuda::kThreads, smem, stream>>>(
+                grad_ab.const_data_ptr<float>(), pixel_layout(grad_ab),
+                logits.const_data_ptr<scalar_t>(), lz, c.const_data_ptr<float>(), nq,
+                ab.const_data_ptr<float>(), pixel_layout(ab), stats.const_data_ptr<float>(),
+                pixel_layout(stats), inv_t, pixels, grad.mutable_data_ptr<scalar_t>(),
                 pixel_layout(grad));
-        C10_CUDA_KERNEL_LAUNCH_CHECK();
+            C10_CUDA_KERNEL_LAUNCH_CHECK();
+          };
+          if (lz.s_c == 1 && nq > 1)
+            launch(annealed_mean_backward_tile_kernel<scalar_t, true>,
+                   (pixels + cuda::kThreads / 32 - 1) / (cuda::kThreads / 32));
+          else
+            launch(annealed_mean_backward_tile_kernel<scalar_t, false>, (pixels + 31) / 32);
+        }
       });
   return grad;
 }

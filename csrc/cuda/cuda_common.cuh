@@ -2,6 +2,7 @@
 // memory, and exp in the accumulation type.
 #pragma once
 
+#include <ATen/Dispatch.h>
 #include <ATen/core/Tensor.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -9,6 +10,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cfloat>
 #include <cstdint>
 
 #include "fastcolor/colormath.h"
@@ -85,6 +87,113 @@ void with_capacity(int64_t k, F&& f) {
     f(std::integral_constant<int, 8>());
   } else {
     f(std::integral_constant<int, kMaxK>());
+  }
+}
+
+
+// ---------------------------------------------------------------- sorted bins
+//
+// The k-nearest search sweeps the bins in order of their first coordinate,
+// outwards from the pixel's a, and stops on each side at the first bin whose
+// (a - ca)^2 alone already ranks after the current k-th distance. For the
+// 313 Lab bins and k = 5 that visits about 50 bins instead of 313. The order
+// is computed once per call by sort_bins (a (3, Q) float tensor: sorted a,
+// sorted b, and the original indices as int32 bits) and staged in shared
+// memory by each block.
+
+// (3, Q) float32 on the centres' device; see above.
+at::Tensor sort_bins(const at::Tensor& centres);
+
+struct SortedBins {
+  const float* a;
+  const float* b;
+  const int32_t* idx;
+  int n;
+};
+
+// All threads of the block must call it; ends with __syncthreads().
+__device__ __forceinline__ SortedBins load_sorted_bins(const float* __restrict__ sorted, int nq,
+                                                      float* smem, int tid, int nthreads) {
+  float* a = smem;
+  float* b = smem + nq;
+  int32_t* idx = reinterpret_cast<int32_t*>(smem + 2 * nq);
+  for (int i = tid; i < nq; i += nthreads) {
+    a[i] = sorted[i];
+    b[i] = sorted[nq + i];
+    idx[i] = __float_as_int(sorted[2 * nq + i]);
+  }
+  __syncthreads();
+  return {a, b, idx, nq};
+}
+
+// sqdist's first term alone, rounded the same way: a lower bound of the full
+// distance, since adding a non-negative term never lowers a rounded sum.
+__device__ __forceinline__ float first_term(float a, float ca) {
+  const float da = a - ca;
+  const float d = __fmul_rn(da, da);
+  return d < FLT_MAX ? d : FLT_MAX;
+}
+
+// The k nearest bins of a finite (a, b), exactly as a scan over all bins
+// would rank them (KNearestT's order), found by the sweep described above.
+template <int Cap>
+__device__ __forceinline__ KNearestT<Cap> sweep_k_nearest(float a, float b, const SortedBins& s,
+                                                           int k) {
+  KNearestT<Cap> nn(k);
+  int lo = 0, hi = s.n;  // lower_bound of a in s.a
+  while (lo < hi) {
+    const int mid = (lo + hi) >> 1;
+    if (s.a[mid] < a) lo = mid + 1; else hi = mid;
+  }
+  hi = lo;
+  lo = hi - 1;
+  while (lo >= 0 || hi < s.n) {
+    const float dl = lo >= 0 ? first_term(a, s.a[lo]) : INFINITY;
+    const float dh = hi < s.n ? first_term(a, s.a[hi]) : INFINITY;
+    const bool left = dl <= dh;
+    if ((left ? dl : dh) > nn.worst) break;
+    const int i = left ? lo : hi;
+    nn.push(sqdist(a, b, s.a[i], s.b[i]), s.idx[i]);
+    if (left) --lo; else ++hi;
+  }
+  return nn;
+}
+
+// ------------------------------------------------------------ warp reductions
+
+__device__ __forceinline__ float warp_max(float v) {
+  for (int o = 16; o > 0; o >>= 1) {
+    const float u = __shfl_xor_sync(0xffffffffu, v, o);
+    v = u > v ? u : v;  // a NaN never wins; NaNs are caught through the sums
+  }
+  return v;
+}
+__device__ __forceinline__ float warp_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// Lowest finite float: the start of a running max, so that logits of -inf
+// contribute exp(-inf) = 0 instead of exp(-inf - -inf) = NaN.
+constexpr float kLowest = -FLT_MAX;
+
+// Dispatch over the logit dtypes of the tiled kernels (float64 takes the
+// generic ones), so that they are never instantiated for double.
+#define FASTCOLOR_DISPATCH_TILED_TYPES(st, name, ...)        \
+  AT_DISPATCH_SWITCH(st, name,                               \
+                     AT_DISPATCH_CASE(at::kFloat, __VA_ARGS__) \
+                     AT_DISPATCH_CASE(at::kHalf, __VA_ARGS__)  \
+                     AT_DISPATCH_CASE(at::kBFloat16, __VA_ARGS__))
+
+// Calls f(std::integral_constant<int, R>) with the bins per lane of the
+// warp-per-pixel kernels (channels_last): 32 R >= Q.
+template <typename F>
+void with_warp_rows(int rows, F&& f) {
+  switch (rows) {
+    case 1: f(std::integral_constant<int, 1>()); break;
+    case 4: f(std::integral_constant<int, 4>()); break;
+    case 10: f(std::integral_constant<int, 10>()); break;
+    default: f(std::integral_constant<int, 20>()); break;
   }
 }
 

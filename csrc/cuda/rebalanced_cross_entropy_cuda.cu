@@ -6,6 +6,8 @@
 #include <limits>
 #include <optional>
 #include <tuple>
+#include <type_traits>
+#include <utility>
 
 #include "cuda_common.cuh"
 #include "fastcolor/host.h"
@@ -14,13 +16,14 @@
 namespace fastcolor {
 namespace {
 
-// One thread per pixel. The k nearest bins of its ab (registers) define the
+// The generic kernel (float64 logits, or more bins than the tiled kernels
+// hold in registers): one thread per pixel. The k nearest bins of its ab (registers) define the
 // soft target t, never stored. One pass over the logits gives the online
 // log-sum-exp; the loss is w * (lse * sum_j t_j - sum_j t_j z_j). With grad,
 // a second pass writes scale * w * (softmax(z) - t), formed in acc_t and
 // rounded once, the target term found by re-testing each bin's rank.
 template <typename scalar_t, int Cap>
-__global__ void __launch_bounds__(cuda::kThreads) cross_entropy_kernel(
+__global__ void __launch_bounds__(cuda::kThreads) cross_entropy_generic_kernel(
     const scalar_t* __restrict__ logits, PixelLayout lz, const float* __restrict__ ab,
     PixelLayout lab, const float* __restrict__ centres, const float* __restrict__ class_w,
     int nq, const float* __restrict__ pixel_w, PixelLayout lw, int k, float inv_two_sigma2,
@@ -87,6 +90,236 @@ __global__ void __launch_bounds__(cuda::kThreads) cross_entropy_kernel(
   }
 }
 
+
+// The per-pixel constants of the loss, found by one thread from the pixel's
+// ab alone (no logits): its k nearest bins, the normaliser of their Gaussian
+// weights, and w = class weight of the nearest bin x pixel weight (NaN when
+// ab is not finite, which makes the pixel's loss and gradient NaN).
+template <int Cap>
+struct PixelTarget {
+  KNearestT<Cap> nn;
+  float norm;
+  float w;
+
+  __device__ __forceinline__ PixelTarget(float a, float b, const cuda::SortedBins& bins, int k,
+                                         float inv_two_sigma2, const float* __restrict__ class_w,
+                                         float pixel_w)
+      : nn(k), norm(1.f), w(NAN) {
+    if (finite2(a, b)) {
+      nn = cuda::sweep_k_nearest<Cap>(a, b, bins, k);
+      norm = gaussian_normaliser(nn, inv_two_sigma2);
+      w = class_w[nn.idx[0]] * pixel_w;
+    }
+  }
+  __device__ __forceinline__ float t(int j, float inv_two_sigma2) const {
+    return gaussian_weight(nn.d[j], nn.d[0], inv_two_sigma2) / norm;
+  }
+};
+
+// Finishes one pixel once its log-sum-exp (m, s) is known: the loss
+// w * (lse * sum_j t_j - sum_j t_j z_j) from the k selected logits (read
+// again: they were just read, so from cache), and, with grad, the k selected
+// entries of the gradient rewritten as scale * w * (softmax - t), formed in
+// float32 and rounded once (the bf16-safe target term). The caller has
+// already written scale * w * softmax to every entry and made those writes
+// visible (barrier) before this overwrites k of them.
+template <typename scalar_t, int Cap>
+__device__ __forceinline__ float finish_pixel(const PixelTarget<Cap>& px, int k,
+                                              float inv_two_sigma2, float m, float s,
+                                              const scalar_t* __restrict__ zp, int64_t zs,
+                                              scalar_t* __restrict__ gp, int64_t gs,
+                                              float scale) {
+  if (!(px.w == px.w)) return NAN;  // non-finite ab (gradient already NaN)
+  const float lse = m + logf(s);
+  const float coef = scale * px.w;
+  float tdot = 0.f, tsum = 0.f;
+  FC_UNROLL
+  for (int j = 0; j < Cap; ++j) {
+    if (j < k) {
+      const int32_t q = px.nn.idx[j];
+      const float z = static_cast<float>(zp[q * zs]);
+      const float t = px.t(j, inv_two_sigma2);
+      tdot += t * z;
+      tsum += t;
+      if (gp) gp[q * gs] = static_cast<scalar_t>(coef * (__expf(z - m) / s - t));
+    }
+  }
+  return px.w * (lse * tsum - tdot);
+}
+
+// Tiled kernel for logits whose pixels are adjacent in memory (NCHW and
+// other layouts with C not innermost). A block owns 32 consecutive pixels
+// (the lanes) and all their Q logits: warp w holds bins w, w + W, w + 2W, ...
+// (R of them, in registers), so every load and store of a warp is one row of
+// 32 adjacent pixels. Each logit is read once from memory and each gradient
+// entry written once: per-warp max and sum of exponentials, combined across
+// warps through shared memory; the gradient scale * w * softmax is then
+// written from the registers, and warp 0, which also found each pixel's k
+// nearest bins while the loads were in flight, finishes the loss and
+// rewrites the k target entries.
+template <typename scalar_t, int R, int Cap>
+__global__ void __launch_bounds__(512) cross_entropy_tile_kernel(
+    const scalar_t* __restrict__ logits, PixelLayout lz, const float* __restrict__ ab,
+    PixelLayout lab, const float* __restrict__ sorted, const float* __restrict__ class_w, int nq,
+    const float* __restrict__ pixel_w, PixelLayout lw, int k, float inv_two_sigma2, float scale,
+    int64_t pixels, float* __restrict__ loss, scalar_t* __restrict__ grad, PixelLayout lg) {
+  extern __shared__ float smem[];
+  const int lane = threadIdx.x, warp = threadIdx.y, nw = blockDim.y;
+  float* part_m = smem + 3 * nq;  // [nw][32]
+  float* part_s = part_m + nw * 32;
+  float* px_w = part_s + nw * 32;  // [32]
+
+  const int64_t p = static_cast<int64_t>(blockIdx.x) * 32 + lane;
+  const bool valid = p < pixels;
+  const scalar_t* zp = logits + (valid ? lz.offset(p) : 0);
+  float z[R];
+  FC_UNROLL
+  for (int r = 0; r < R; ++r) {
+    const int q = warp + nw * r;
+    z[r] = valid && q < nq ? static_cast<float>(zp[q * lz.s_c]) : -INFINITY;
+  }
+  const cuda::SortedBins bins =
+      cuda::load_sorted_bins(sorted, nq, smem, warp * 32 + lane, nw * 32);
+
+  // Warp 0: the targets, from ab alone, while the logits arrive.
+  float a = NAN, b = NAN;
+  if (warp == 0 && valid) {
+    const int64_t off = lab.offset(p);
+    a = ab[off];
+    b = ab[off + lab.s_c];
+  }
+  const PixelTarget<Cap> px(a, b, bins, warp == 0 && valid ? k : 1, inv_two_sigma2, class_w,
+                            pixel_w && valid && warp == 0 ? pixel_w[lw.offset(p)] : 1.f);
+  if (warp == 0) px_w[lane] = px.w;
+
+  float m = cuda::kLowest;
+  FC_UNROLL
+  for (int r = 0; r < R; ++r) m = z[r] > m ? z[r] : m;
+  float s = 0.f;
+  FC_UNROLL
+  for (int r = 0; r < R; ++r) {
+    z[r] = __expf(z[r] - m);  // from here on z holds exp(z - m_warp)
+    s += z[r];
+  }
+  part_m[warp * 32 + lane] = m;
+  part_s[warp * 32 + lane] = s;
+  __syncthreads();
+
+  // Every thread combines the partials of its pixel in the same order, so all
+  // agree on (M, S) bit for bit.
+  float mm = cuda::kLowest;
+  for (int v = 0; v < nw; ++v) mm = fmaxf(mm, part_m[v * 32 + lane]);
+  float ss = 0.f;
+  for (int v = 0; v < nw; ++v) ss += part_s[v * 32 + lane] * __expf(part_m[v * 32 + lane] - mm);
+
+  scalar_t* gp = grad && valid ? grad + lg.offset(p) : nullptr;
+  if (gp) {
+    const float g = scale * px_w[lane] * __expf(m - mm) / ss;
+    FC_UNROLL
+    for (int r = 0; r < R; ++r) {
+      const int q = warp + nw * r;
+      if (q < nq) gp[q * lg.s_c] = static_cast<scalar_t>(g * z[r]);
+    }
+  }
+  if (grad) __syncthreads();  // the rows are written before warp 0 rewrites k entries
+  if (warp == 0 && valid)
+    loss[p] = finish_pixel<scalar_t, Cap>(px, k, inv_two_sigma2, mm, ss, zp, lz.s_c, gp, lg.s_c,
+                                          scale);
+}
+
+// Warp-per-pixel kernel for channels_last logits (C innermost: a pixel's Q
+// logits are contiguous). A warp owns 32 consecutive pixels: first each lane
+// finds the targets of one of them, then the warp walks the 32 pixels, its
+// lanes spanning the bins (R per lane, in registers) so that loads and stores
+// are contiguous; max and sum by shuffles. Finally each lane finishes its own
+// pixel (loss and the k target entries of the gradient).
+template <typename scalar_t, int R, int Cap>
+__global__ void __launch_bounds__(cuda::kThreads) cross_entropy_warp_kernel(
+    const scalar_t* __restrict__ logits, PixelLayout lz, const float* __restrict__ ab,
+    PixelLayout lab, const float* __restrict__ sorted, const float* __restrict__ class_w, int nq,
+    const float* __restrict__ pixel_w, PixelLayout lw, int k, float inv_two_sigma2, float scale,
+    int64_t pixels, float* __restrict__ loss, scalar_t* __restrict__ grad, PixelLayout lg) {
+  extern __shared__ float smem[];
+  const int lane = threadIdx.x & 31;
+  const cuda::SortedBins bins = cuda::load_sorted_bins(sorted, nq, smem, threadIdx.x, blockDim.x);
+  const int64_t base = (static_cast<int64_t>(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32) * 32;
+  if (base >= pixels) return;  // no barrier follows
+  const int64_t mine = base + lane;
+  const bool valid = mine < pixels;
+  float a = NAN, b = NAN;
+  if (valid) {
+    const int64_t off = lab.offset(mine);
+    a = ab[off];
+    b = ab[off + lab.s_c];
+  }
+  const PixelTarget<Cap> px(a, b, bins, valid ? k : 1, inv_two_sigma2, class_w,
+                            pixel_w && valid ? pixel_w[lw.offset(mine)] : 1.f);
+  float my_m = 0.f, my_s = 1.f;
+  const int count = static_cast<int>(pixels - base < 32 ? pixels - base : 32);
+  for (int j = 0; j < count; ++j) {
+    const int64_t pj = base + j;
+    const scalar_t* zp = logits + lz.offset(pj);
+    float z[R];
+    FC_UNROLL
+    for (int r = 0; r < R; ++r) {
+      const int q = lane + 32 * r;
+      z[r] = q < nq ? static_cast<float>(zp[q * lz.s_c]) : -INFINITY;
+    }
+    float m = cuda::kLowest;
+    FC_UNROLL
+    for (int r = 0; r < R; ++r) m = z[r] > m ? z[r] : m;
+    m = cuda::warp_max(m);
+    float s = 0.f;
+    FC_UNROLL
+    for (int r = 0; r < R; ++r) {
+      z[r] = __expf(z[r] - m);
+      s += z[r];
+    }
+    s = cuda::warp_sum(s);
+    if (lane == j) {
+      my_m = m;
+      my_s = s;
+    }
+    if (grad) {
+      const float g = scale * __shfl_sync(0xffffffffu, px.w, j) / s;
+      scalar_t* gp = grad + lg.offset(pj);
+      FC_UNROLL
+      for (int r = 0; r < R; ++r) {
+        const int q = lane + 32 * r;
+        if (q < nq) gp[q * lg.s_c] = static_cast<scalar_t>(g * z[r]);
+      }
+    }
+  }
+  __syncwarp();  // the rows are written before each lane rewrites its k entries
+  if (valid)
+    loss[mine] = finish_pixel<scalar_t, Cap>(px, k, inv_two_sigma2, my_m, my_s,
+                                             logits + lz.offset(mine), lz.s_c,
+                                             grad ? grad + lg.offset(mine) : nullptr, lg.s_c,
+                                             scale);
+}
+
+// Which kernel runs: the tiled one when a pixel's logits are not contiguous,
+// the warp-per-pixel one for channels_last, each while the bins fit in
+// registers (R per thread); float64 and larger codebooks take the generic
+// kernel.
+struct CrossEntropyPlan {
+  enum Kind { kTile, kWarp, kGeneric } kind;
+  int rows;   // R: bins per thread
+  int warps;  // tiled kernel: warps per block (bins split across them)
+};
+
+inline CrossEntropyPlan plan_cross_entropy(at::ScalarType st, int64_t nq, int64_t s_c) {
+  if (st == at::kDouble) return {CrossEntropyPlan::kGeneric, 0, 0};
+  if (s_c == 1 && nq > 1) {
+    for (int r : {1, 4, 10, 20})
+      if (nq <= 32 * r) return {CrossEntropyPlan::kWarp, r, 0};
+  } else {
+    if (nq <= 64) return {CrossEntropyPlan::kTile, 8, static_cast<int>((nq + 7) / 8)};
+    if (nq <= 40 * 16) return {CrossEntropyPlan::kTile, 40, static_cast<int>((nq + 39) / 40)};
+  }
+  return {CrossEntropyPlan::kGeneric, 0, 0};
+}
+
 }  // namespace
 
 std::tuple<at::Tensor, at::Tensor> rebalanced_cross_entropy_cuda(
@@ -105,28 +338,66 @@ std::tuple<at::Tensor, at::Tensor> rebalanced_cross_entropy_cuda(
     const at::Tensor c = centres.contiguous();
     const at::Tensor cw = class_weights.contiguous();
     const float inv_two_sigma2 = static_cast<float>(0.5 / (sigma * sigma));
-    const size_t smem = 3 * nq * sizeof(float);
-    AT_DISPATCH_FLOATING_TYPES_AND2(
-        at::kHalf, at::kBFloat16, logits.scalar_type(), "rebalanced_cross_entropy_cuda", [&] {
-          using acc_t = at::opmath_type<scalar_t>;
-          cuda::with_capacity(k, [&](auto cap) {
-            auto kernel = cross_entropy_kernel<scalar_t, decltype(cap)::value>;
-            cuda::allow_shared_memory(kernel, smem);
-            kernel<<<cuda::blocks_for(pixels), cuda::kThreads, smem,
-                     c10::cuda::getCurrentCUDAStream()>>>(
-                logits.const_data_ptr<scalar_t>(), pixel_layout(logits),
-                ab.const_data_ptr<float>(), pixel_layout(ab), c.const_data_ptr<float>(),
-                cw.const_data_ptr<float>(), static_cast<int>(nq),
-                pixel_weight ? pixel_weight->const_data_ptr<float>() : nullptr,
-                pixel_weight ? plane_layout(*pixel_weight) : PixelLayout{},
-                static_cast<int>(k), inv_two_sigma2,
-                static_cast<acc_t>(reduction_grad_scale(red, pixels)), pixels,
-                loss_px.mutable_data_ptr<acc_t>(),
-                compute_grad ? grad.mutable_data_ptr<scalar_t>() : nullptr,
-                compute_grad ? pixel_layout(grad) : PixelLayout{});
-            C10_CUDA_KERNEL_LAUNCH_CHECK();
-          });
+    const double scale = reduction_grad_scale(red, pixels);
+    const auto stream = c10::cuda::getCurrentCUDAStream();
+    const PixelLayout lz = pixel_layout(logits), lab = pixel_layout(ab);
+    const PixelLayout lw = pixel_weight ? plane_layout(*pixel_weight) : PixelLayout{};
+    const PixelLayout lg = compute_grad ? pixel_layout(grad) : PixelLayout{};
+    const float* pw = pixel_weight ? pixel_weight->const_data_ptr<float>() : nullptr;
+    const auto st = logits.scalar_type();
+    const CrossEntropyPlan plan = plan_cross_entropy(st, nq, lz.s_c);
+    if (plan.kind == CrossEntropyPlan::kGeneric) {
+      const size_t smem = 3 * nq * sizeof(float);
+      AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, st, "rebalanced_cross_entropy_cuda", [&] {
+        using acc_t = at::opmath_type<scalar_t>;
+        cuda::with_capacity(k, [&](auto cap) {
+          auto kernel = cross_entropy_generic_kernel<scalar_t, decltype(cap)::value>;
+          cuda::allow_shared_memory(kernel, smem);
+          kernel<<<cuda::blocks_for(pixels), cuda::kThreads, smem, stream>>>(
+              logits.const_data_ptr<scalar_t>(), lz, ab.const_data_ptr<float>(), lab,
+              c.const_data_ptr<float>(), cw.const_data_ptr<float>(), static_cast<int>(nq), pw, lw,
+              static_cast<int>(k), inv_two_sigma2, static_cast<acc_t>(scale), pixels,
+              loss_px.mutable_data_ptr<acc_t>(),
+              compute_grad ? grad.mutable_data_ptr<scalar_t>() : nullptr, lg);
+          C10_CUDA_KERNEL_LAUNCH_CHECK();
         });
+      });
+    } else {
+      const at::Tensor sorted = cuda::sort_bins(c);
+      FASTCOLOR_DISPATCH_TILED_TYPES(st, "rebalanced_cross_entropy_cuda", [&] {
+        {
+          auto launch = [&](auto kernel, dim3 grid, dim3 block, size_t smem) {
+            cuda::allow_shared_memory(kernel, smem);
+            kernel<<<grid, block, smem, stream>>>(
+                logits.const_data_ptr<scalar_t>(), lz, ab.const_data_ptr<float>(), lab,
+                sorted.const_data_ptr<float>(), cw.const_data_ptr<float>(), static_cast<int>(nq),
+                pw, lw, static_cast<int>(k), inv_two_sigma2, static_cast<float>(scale), pixels,
+                loss_px.mutable_data_ptr<float>(),
+                compute_grad ? grad.mutable_data_ptr<scalar_t>() : nullptr, lg);
+            C10_CUDA_KERNEL_LAUNCH_CHECK();
+          };
+          cuda::with_capacity(k, [&](auto cap) {
+            constexpr int Cap = decltype(cap)::value;
+            if (plan.kind == CrossEntropyPlan::kTile) {
+              const size_t smem = (3 * nq + 2 * 32 * plan.warps + 32) * sizeof(float);
+              const dim3 grid(static_cast<unsigned>((pixels + 31) / 32)), block(32, plan.warps);
+              if (plan.rows == 8)
+                launch(cross_entropy_tile_kernel<scalar_t, 8, Cap>, grid, block, smem);
+              else
+                launch(cross_entropy_tile_kernel<scalar_t, 40, Cap>, grid, block, smem);
+            } else {
+              const int64_t per_block = 32 * (cuda::kThreads / 32);
+              const dim3 grid(static_cast<unsigned>((pixels + per_block - 1) / per_block));
+              const size_t smem = 3 * nq * sizeof(float);
+              cuda::with_warp_rows(plan.rows, [&](auto rows) {
+                launch(cross_entropy_warp_kernel<scalar_t, decltype(rows)::value, Cap>, grid,
+                       dim3(cuda::kThreads), smem);
+              });
+            }
+          });
+        }
+      });
+    }
   }
   return {reduce_loss(loss_px, red), grad};
 }
