@@ -1,0 +1,8 @@
+"""python -m fastcolor: the fastcolor command line (fastcolor.cli)."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

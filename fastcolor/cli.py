@@ -1,0 +1,477 @@
+"""The ``fastcolor`` command line.
+
+    fastcolor colorize photos/ old.jpg "scans/*.png" -o out/ [--compare] [--confidence]
+    fastcolor evaluate --data photos/val [--model run] [--json metrics.json]
+    fastcolor data --out photos          (fastcolor.recipe: build the training photo set)
+    fastcolor train --data photos --out run   (fastcolor.train)
+
+Exit codes: 0 success, 1 when some images could not be read or written (each
+named on one line of stderr, the others still done), 2 on usage errors or a
+missing model.
+"""
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+import torch
+
+from . import __version__
+
+__all__ = ["main"]
+
+PASS_THROUGH = {
+    "train": ("fastcolor.train", "train a colorization model (fastcolor train --help)"),
+    "data": ("fastcolor.recipe", "build the offline training photo set (fastcolor data --help)"),
+}
+C2_DISPLAY_MAX = 10.0  # confidence images show min(C2, 10) / 10
+
+
+def _error(path, exc):
+    """One line on stderr: the file and what went wrong with it."""
+    from tqdm.auto import tqdm
+
+    path = str(getattr(exc, "path", None) or path)
+    reason = str(getattr(exc, "reason", None) or exc or type(exc).__name__)
+    line = reason if reason.startswith(path) else f"{path}: {reason}"
+    tqdm.write(f"fastcolor: error: {line}", file=sys.stderr)
+
+
+# ------------------------------------------------------------------ colorize
+
+
+def _output_plan(inputs, out, suffix):
+    """([(input path, output path)], [(input, reason)]) for the colorize
+    inputs; the second list names inputs that do not exist or hold no images.
+
+    Files given directly keep their name; files found in a folder keep their
+    path relative to that folder (subfolders mirrored under OUT); glob matches
+    keep their name. The suffix replaces the extension ("same" keeps it).
+    Two inputs that would share an output (a.jpg, a.png) get the input's
+    extension appended to the stem (a_png.png).
+    """
+    from .images import find_images
+
+    out = Path(out)
+    plan, taken, missing = [], set(), []
+    for arg in inputs:
+        root = Path(arg)
+        try:
+            found = find_images([arg])
+        except FileNotFoundError:
+            missing.append((arg, "no such file or folder"))
+            continue
+        if not found:
+            missing.append((arg, "no image files found there"))
+        for path in found:
+            path = Path(path)
+            rel = path.relative_to(root) if root.is_dir() else Path(path.name)
+            ext = path.suffix if suffix == "same" else suffix
+            target = out / rel.with_suffix(ext)
+            if target in taken:
+                target = out / rel.with_name(f"{rel.stem}_{path.suffix.lstrip('.').lower()}{ext}")
+            if target in taken:
+                continue  # the same file given twice
+            taken.add(target)
+            plan.append((path, target))
+    return plan, missing
+
+
+def _sidecar(target, tag):
+    """OUT/NAME.ext -> OUT/NAME_tag.png (compare and confidence images)."""
+    return target.with_name(f"{target.stem}_{tag}.png")
+
+
+def _heat(x):
+    """(H, W) values in [0, 1] -> uint8 (3, H, W) gray levels."""
+    return (x.clamp(0, 1) * 255).round().to(torch.uint8)[None].expand(3, -1, -1)
+
+
+def _write_outputs(args, target, result, original_rgb):
+    from .images import save_image_atomic
+
+    save_image_atomic(target, result.rgb, alpha=result.alpha)  # dropped by formats without alpha (JPEG)
+    if args.compare:
+        panels = [result.gray_rgb(), result.rgb]
+        r, g, b = original_rgb
+        if not (torch.equal(r, g) and torch.equal(g, b)):  # a colour input: show the original too
+            panels.append(original_rgb)
+        strip_alpha = None if result.alpha is None else torch.cat([result.alpha] * len(panels), dim=-1)
+        save_image_atomic(_sidecar(target, "compare"), torch.cat(panels, dim=-1), alpha=strip_alpha)
+    if args.confidence:
+        c1 = result.confidence_top
+        c2 = result.confidence_ratio.clamp(max=C2_DISPLAY_MAX) / C2_DISPLAY_MAX
+        save_image_atomic(_sidecar(target, "confidence"), torch.cat([_heat(c1), _heat(c2)], dim=-1))
+
+
+def _colorize(args):
+    from tqdm.auto import tqdm
+
+    from .images import IMAGE_EXTENSIONS, load_image
+    from .inference import Colorizer
+
+    out = Path(args.output)
+    single = (len(args.inputs) == 1 and Path(args.inputs[0]).is_file()
+              and out.suffix.lower() in IMAGE_EXTENSIONS)
+    missing = []
+    if single:
+        plan = [(Path(args.inputs[0]), out)]
+    else:
+        if out.exists() and not out.is_dir():
+            print(f"fastcolor: error: {out} exists and is not a folder (for several inputs -o names a folder)",
+                  file=sys.stderr)
+            return 2
+        plan, missing = _output_plan(args.inputs, out, args.suffix)
+    for arg, reason in missing:
+        _error(arg, reason)
+    if not plan:
+        return 2
+    overwrites = [src for src, dst in plan if dst.exists() and dst.resolve() == src.resolve()]
+    if overwrites:
+        print(f"fastcolor: error: refusing to overwrite the input {overwrites[0]} (choose another -o or --suffix)",
+              file=sys.stderr)
+        return 2
+    try:
+        colorizer = Colorizer.load(args.model, device=args.device, backend=args.backend)
+    except (OSError, ValueError) as exc:
+        print(f"fastcolor: error: {exc}", file=sys.stderr)
+        return 2
+
+    failed = 0
+    bar = tqdm(total=len(plan), desc="colorize", unit="img", disable=None)
+    for start in range(0, len(plan), args.batch_size):
+        chunk, loaded = [], []
+        for src, dst in plan[start:start + args.batch_size]:
+            try:
+                rgb, alpha = load_image(src)
+            except (OSError, ValueError) as exc:
+                _error(src, exc)
+                failed += 1
+                bar.update(1)
+                continue
+            chunk.append((src, dst, rgb))
+            loaded.append(rgb if alpha is None else torch.cat([rgb, alpha]))
+        if not loaded:
+            continue
+        results = colorizer.colorize_batch(loaded, batch_size=len(loaded), temperature=args.temperature,
+                                           return_confidence=args.confidence)
+        for (src, dst, rgb), result in zip(chunk, results):
+            try:
+                _write_outputs(args, dst, result, rgb)
+            except (OSError, ValueError) as exc:
+                _error(dst, exc)
+                failed += 1
+            bar.update(1)
+    bar.close()
+    if failed or missing:
+        print(f"fastcolor: {failed} of {len(plan)} images failed, {len(missing)} inputs missing", file=sys.stderr)
+    return 1 if failed or missing else 0
+
+
+# ------------------------------------------------------------------ demo
+
+DEMO_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")  # scikit-image's colour sample photos
+
+
+def _demo_rows(colorizer, temperature, height):
+    """(gray | fastcolor | original) strips of scikit-image's sample photos,
+    each scaled to the same height."""
+    import numpy as np
+    import skimage.data
+    import torch.nn.functional as F
+
+    rows = []
+    for name in DEMO_PHOTOS:
+        rgb = torch.from_numpy(np.ascontiguousarray(getattr(skimage.data, name)()[..., :3])).permute(2, 0, 1)
+        result = colorizer.colorize(rgb, temperature=temperature)
+        strip = torch.cat([result.gray_rgb(), result.rgb, rgb], dim=-1)[None].float()
+        w = round(strip.shape[-1] * height / strip.shape[-2])
+        rows.append(F.interpolate(strip, size=(height, w), mode="bilinear", antialias=True, align_corners=False)[0])
+    width = max(r.shape[-1] for r in rows)
+    rows = [F.pad(r, (0, width - r.shape[-1]), value=255.0) for r in rows]
+    return torch.cat(rows, dim=-2).round().clamp(0, 255).to(torch.uint8)
+
+
+def _demo(args):
+    from .images import save_image_atomic
+    from .inference import Colorizer
+
+    try:
+        import skimage.data  # noqa: F401
+    except ImportError:
+        print("fastcolor: error: the demo colorizes scikit-image's sample photos; install scikit-image "
+              "(pip install scikit-image) or run 'fastcolor colorize PHOTO -o OUT --compare'", file=sys.stderr)
+        return 2
+    try:
+        colorizer = Colorizer.load(args.model, device=args.device, backend=args.backend)
+    except (OSError, ValueError) as exc:
+        print(f"fastcolor: error: {exc}", file=sys.stderr)
+        return 2
+    grid = _demo_rows(colorizer, args.temperature, args.height)
+    out = Path(args.output)
+    save_image_atomic(out, grid)
+    print(f"fastcolor: wrote {out.resolve()} ({len(DEMO_PHOTOS)} photos never seen in training; "
+          "columns: input as gray | fastcolor | original)")
+    return 0
+
+
+# ------------------------------------------------------------------ evaluate
+
+
+def _square(rgb, size):
+    """uint8 (3, H, W) -> float (1, 3, size, size): shorter side resized to
+    size (bilinear, antialiased), then the centre crop."""
+    x = rgb[None].float() / 255.0
+    h, w = x.shape[-2:]
+    scale = size / min(h, w)
+    nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
+    x = torch.nn.functional.interpolate(x, size=(nh, nw), mode="bilinear", align_corners=False, antialias=True)
+    top, left = (nh - size) // 2, (nw - size) // 2
+    return x[..., top:top + size, left:left + size].clamp(0, 1)
+
+
+def evaluate(model=None, data=None, temperature=None, max_images=None, size=256, prior="data",
+             batch_size=8, device="auto", backend="fused", progress=True):
+    """Metrics of a model over the photos of a folder (DESIGN.md section 1, "Metrics").
+
+    Every photo is resized (shorter side = size) and centre-cropped to
+    size x size. Rows: "model" (the colorized images), "gray" (the baseline
+    ab = 0: the input's lightness with zero chroma) and "ground_truth"
+    (colourfulness only). AuC is computed on Lab a*b* for every model (yuv
+    models too), from the RGB a user gets (after the gamut clip), so numbers
+    compare across colour spaces and with the paper.
+
+    Rebalanced AuC weights each pixel by the inverse prior of its true bin on
+    the 313 Lab bins of Zhang et al. prior="data" (default) estimates that
+    prior from the evaluated photos themselves (bin_histogram of their true
+    a*b*, smoothed with prior_from_counts); prior="imagenet" uses the
+    released ImageNet prior, as the paper did.
+
+    Returns a dict: {"model": {...}, "gray": {...}, "ground_truth": {...},
+    "images": n, "skipped": [[path, reason], ...], settings...}.
+    """
+    from tqdm.auto import tqdm
+
+    from .codebook import Codebook
+    from .color import rgb_to_lab
+    from .images import find_images, load_image
+    from .inference import Colorizer
+    from .metrics import MetricAccumulator
+    from .ops import bin_histogram
+    from .prior import imagenet_prior, prior_from_counts
+
+    if prior not in ("data", "imagenet"):
+        raise ValueError(f"prior must be 'data' or 'imagenet', got {prior!r}")
+    colorizer = model if isinstance(model, Colorizer) else Colorizer.load(model, device=device, backend=backend)
+    paths = find_images([data])
+    if max_images is not None:
+        paths = paths[:max_images]
+    if not paths:
+        raise ValueError(f"no images found in {data}")
+    lab313 = Codebook.zhang313()
+
+    # Pass 1: read and crop every photo, count the true a*b* bins for the prior.
+    photos, skipped = [], []
+    counts = torch.zeros(len(lab313), dtype=torch.float64)
+    for path in tqdm(paths, desc="read", unit="img", disable=None if progress else True):
+        try:
+            rgb, _ = load_image(path)
+        except (OSError, ValueError) as exc:
+            _error(path, exc)
+            skipped.append([str(path), str(exc)])
+            continue
+        square = (_square(rgb, size) * 255).round().to(torch.uint8)[0]  # keep memory at one byte a value
+        photos.append(square)
+        if prior == "data":
+            counts += bin_histogram(rgb_to_lab(square[None].float() / 255)[:, 1:], lab313).cpu()
+    if not photos:
+        raise ValueError(f"none of the {len(paths)} images in {data} could be read")
+    p = prior_from_counts(counts, lab313) if prior == "data" else imagenet_prior()
+
+    # Pass 2: colorize and accumulate.
+    acc = {name: MetricAccumulator(lab313, p) for name in ("model", "gray")}
+    for start in tqdm(range(0, len(photos), batch_size), desc="evaluate", unit="batch",
+                      disable=None if progress else True):
+        batch = photos[start:start + batch_size]
+        results = colorizer.colorize_batch(batch, batch_size=len(batch), temperature=temperature)
+        true_rgb = torch.stack(batch).float() / 255
+        true_ab = rgb_to_lab(true_rgb)[:, 1:]
+        pred_rgb = torch.stack([r.rgb for r in results]).float() / 255
+        gray_rgb = torch.stack([r.gray_rgb() for r in results]).float() / 255
+        acc["model"].add(rgb_to_lab(pred_rgb)[:, 1:], true_ab, pred_rgb, true_rgb)
+        acc["gray"].add(torch.zeros_like(true_ab), true_ab, gray_rgb, true_rgb)
+    numbers = {name: a.result() for name, a in acc.items()}
+    keys = ("auc", "auc_rebalanced", "colourfulness", "psnr")
+    report = {name: {k: numbers[name][k] for k in keys} for name in acc}
+    report["ground_truth"] = {"colourfulness": numbers["model"]["colourfulness_true"]}
+    report.update(images=len(photos), skipped=skipped, size=size, prior=prior,
+                  temperature=colorizer.temperature if temperature is None else float(temperature),
+                  model_path=str(colorizer.path) if colorizer.path else None, space=colorizer.space)
+    return report
+
+
+COLUMNS = (("auc", "AuC %"), ("auc_rebalanced", "rebal. AuC %"), ("colourfulness", "colourfulness"),
+           ("psnr", "PSNR dB"))
+
+
+def format_table(report):
+    """The evaluate report as a text table (AuC in percent, as in the paper)."""
+    def cell(row, key):
+        v = row.get(key)
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return "-"
+        return f"{100 * v:.2f}" if key.startswith("auc") else f"{v:.2f}"
+
+    header = ["", *(title for _, title in COLUMNS)]
+    rows = [[name, *(cell(report[name], key) for key, _ in COLUMNS)]
+            for name in ("model", "gray", "ground_truth")]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
+             for r in [header, *rows]]
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines)
+
+
+def _evaluate(args):
+    try:
+        report = evaluate(args.model, args.data, args.temperature, args.max_images, args.size, args.prior,
+                          args.batch_size, args.device, args.backend)
+    except (OSError, ValueError) as exc:
+        print(f"fastcolor: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{report['images']} images of {args.data} at {args.size}x{args.size}, T={report['temperature']:g}, "
+          f"prior={report['prior']}")
+    print(format_table(report))
+    if args.json:
+        _write_json(Path(args.json), report)
+    return 1 if report["skipped"] else 0
+
+
+def _write_json(path, obj):
+    import os
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# ------------------------------------------------------------------ parser
+
+
+def _temperature(text):
+    t = float(text)
+    if not 0 <= t < float("inf"):
+        raise argparse.ArgumentTypeError(f"temperature must be a finite number >= 0, got {text}")
+    return t
+
+
+def _positive(text):
+    n = int(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return n
+
+
+def _suffix(text):
+    if text == "same":
+        return text
+    text = text if text.startswith(".") else "." + text
+    return text.lower()
+
+
+def _model_options(p):
+    p.add_argument("--model", metavar="PATH",
+                   help="model.safetensors or a training run directory (default: the bundled model)")
+    p.add_argument("--temperature", "-t", type=_temperature, metavar="T",
+                   help="annealed-mean temperature: 0 = the most likely colour (vivid), 1 = the mean "
+                        "(dull); default: the model's (0.38, as in the paper)")
+    p.add_argument("--batch-size", type=_positive, default=8, metavar="N", help="images per network batch (8)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="auto = CUDA when available (default)")
+    p.add_argument("--backend", default="fused", choices=("fused", "reference"),
+                   help="fused C++/CUDA kernels (default) or the pure-PyTorch reference")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="fastcolor",
+        description="Learned colorization of black-and-white photos (Zhang et al., ECCV 2016) "
+                    "on fused CUDA/C++ kernels.",
+    )
+    parser.add_argument("--version", action="version", version=f"fastcolor {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser(
+        "colorize", help="colorize photos",
+        description="Colorize photos of any size. Colour photos are reduced to their lightness first "
+                    "(so the result shows what the model makes of them); alpha is kept. Unreadable "
+                    "files are reported on stderr and skipped (exit code 1).")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (searched recursively) or globs")
+    p.add_argument("-o", "--output", required=True, metavar="OUT",
+                   help="output folder (created; names mirror the inputs); with a single input file, "
+                        "OUT may be an image file name")
+    _model_options(p)
+    p.add_argument("--suffix", type=_suffix, default=".png", metavar="EXT",
+                   help="extension (format) of the outputs: .png (default, keeps alpha), .jpg, .webp, ... "
+                        "or 'same' for each input's own")
+    p.add_argument("--compare", action="store_true",
+                   help="also write NAME_compare.png: input as gray | colorized | original (original only "
+                        "for colour inputs)")
+    p.add_argument("--confidence", action="store_true",
+                   help="also write NAME_confidence.png: C1 = top class probability (black 0, white 1) | "
+                        f"C2 = top/second probability shown as min(C2, {C2_DISPLAY_MAX:g}) / {C2_DISPLAY_MAX:g}")
+
+    p = sub.add_parser(
+        "evaluate", help="measure a model on a folder of photos",
+        description="Colorize the photos of a folder (resized and centre-cropped to SIZE) and print AuC, "
+                    "class-rebalanced AuC (Lab a*b*, thresholds 0..150), colourfulness and PSNR for the "
+                    "model, the gray baseline (ab = 0) and the ground truth.")
+    p.add_argument("--data", required=True, metavar="DIR", help="folder of photos (searched recursively)")
+    _model_options(p)
+    p.add_argument("--max-images", type=_positive, metavar="N", help="use the first N photos (sorted by path)")
+    p.add_argument("--size", type=_positive, default=256, metavar="S", help="evaluate at S x S (256)")
+    p.add_argument("--prior", choices=("data", "imagenet"), default="data",
+                   help="prior of the rebalanced AuC: estimated from the evaluated photos (default) or the "
+                        "released ImageNet prior (as in the paper)")
+    p.add_argument("--json", metavar="OUT", help="also write the numbers to this JSON file")
+
+    p = sub.add_parser(
+        "demo", help="colorize scikit-image's sample photos into one side-by-side PNG",
+        description="Colorize scikit-image's colour sample photos (astronaut, coffee, chelsea, rocket; none "
+                    "of them is in the bundled model's training set) and write one PNG with a row per "
+                    "photo: input as gray | fastcolor | original.")
+    p.add_argument("-o", "--output", default="fastcolor_demo.png", metavar="PNG",
+                   help="where to write it (default: fastcolor_demo.png)")
+    p.add_argument("--height", type=_positive, default=256, metavar="H", help="row height in pixels (256)")
+    _model_options(p)
+
+    for name, (_, text) in PASS_THROUGH.items():
+        sub.add_parser(name, help=text, add_help=False)
+    return parser
+
+
+def main(argv=None):
+    """Run the fastcolor command line; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in PASS_THROUGH:
+        import importlib
+
+        module = importlib.import_module(PASS_THROUGH[argv[0]][0])
+        code = module.main(argv[1:])
+        return 0 if code is None else int(code)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    return {"colorize": _colorize, "evaluate": _evaluate, "demo": _demo}[args.command](args)

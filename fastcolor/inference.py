@@ -1,0 +1,376 @@
+"""Colorize photos with a trained model: the inference of Zhang et al. (ECCV 2016).
+
+    colorizer = fastcolor.inference.Colorizer.load("run")     # or a model.safetensors
+    result = colorizer.colorize("photo.jpg")                  # any size, gray or colour
+    result.rgb        # uint8 (3, H, W), the input's size
+    result.alpha      # uint8 (1, H, W) or None: the input's alpha, unchanged
+
+Method (DESIGN.md section 1, "Inference"): take the lightness of the input
+(L* of Lab, or Y of YUV: the codebook's space), resize it to the network size
+(input_size x input_size, bilinear with antialiasing, as the paper does),
+predict logits, decode them with the annealed mean at temperature T (T = 0:
+the mode), upsample the chroma bilinearly to the original size, join it with
+the ORIGINAL full-resolution lightness and convert to sRGB (clipped to the
+gamut). Colour inputs are reduced to their lightness first, so the output
+keeps the input's lightness exactly except where the gamut clip changes it.
+
+Confidence (the Stanford ColorUNet report): per pixel C1 = the top class
+probability and C2 = top / second probability of softmax(logits) at T = 1,
+upsampled to the original size; C1 in (0, 1], C2 >= 1.
+"""
+
+import contextlib
+import dataclasses
+import importlib.resources
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps
+
+from . import _backend
+from .color import lab_to_rgb, rgb_to_gray, rgb_to_lab, yuv_to_rgb
+from .nn import AnnealedMeanDecoder
+
+__all__ = ["Colorizer", "ColorizeResult", "bundled_model_path", "DEFAULT_TEMPERATURE", "DEFAULT_INPUT_SIZE"]
+
+DEFAULT_TEMPERATURE = 0.38  # the paper's annealed-mean temperature
+DEFAULT_INPUT_SIZE = 256  # the network sees input_size x input_size lightness
+MODEL_FILE = "model.safetensors"  # the weights inside a training run directory
+_BACKENDS = {"fused": "kernels", "kernels": "kernels", "reference": "reference"}
+# Chroma scale of models trained with the plain L2 loss (loss="l2" in the
+# model's meta) that do not store meta["regression_scale"]: the network
+# regresses chroma / scale (fastcolor.train: ab / 100 in Lab, UV as is).
+L2_CHROMA_SCALE = {"lab": 100.0, "yuv": 1.0}
+
+
+def bundled_model_path():
+    """Where the model shipped with fastcolor lives (it may be absent)."""
+    return Path(str(importlib.resources.files(__package__).joinpath("data").joinpath("colorizer.safetensors")))
+
+
+@dataclasses.dataclass
+class ColorizeResult:
+    """One colorized image, at the input's resolution.
+
+    rgb: uint8 (3, H, W), the colorized image.
+    alpha: uint8 (1, H, W), the input's alpha channel unchanged, or None.
+    light: float32 (1, H, W), the input's lightness the result was built on
+        (L* in [0, 100] for "lab" models, Y in [0, 1] for "yuv").
+    chroma: float32 (2, H, W), the predicted chroma (a*b* or UV) before the
+        conversion to RGB and its gamut clip.
+    space: "lab" or "yuv".
+    confidence_top: float32 (H, W), C1 = top class probability, or None.
+    confidence_ratio: float32 (H, W), C2 = top / second probability, or None.
+    """
+
+    rgb: torch.Tensor
+    alpha: torch.Tensor | None
+    light: torch.Tensor
+    chroma: torch.Tensor
+    space: str
+    confidence_top: torch.Tensor | None = None
+    confidence_ratio: torch.Tensor | None = None
+
+    @property
+    def size(self):
+        """(H, W)."""
+        return tuple(self.rgb.shape[-2:])
+
+    def gray_rgb(self):
+        """uint8 (3, H, W): the input as the network saw it, its lightness with zero chroma."""
+        return _to_uint8(_join(self.light[None], torch.zeros_like(self.chroma[None]), self.space)[0])
+
+
+# ------------------------------------------------------------------ input images
+
+
+def _from_pil(img):
+    """(rgb uint8 (3, H, W), alpha uint8 (1, H, W) or None) of a PIL image,
+    decoded as fastcolor.images.load_image decodes files (EXIF orientation,
+    palettes, 16-bit and float gray)."""
+    from .images import _decode
+
+    rgb, alpha = _decode(ImageOps.exif_transpose(img))
+    rgb = torch.from_numpy(np.array(rgb)).permute(2, 0, 1).contiguous()
+    return rgb, None if alpha is None else torch.from_numpy(np.array(alpha))[None]
+
+
+def _float01(t, what):
+    """A float tensor in [0, 1] as float32; uint8 / uint16 data scaled."""
+    if t.dtype == torch.uint8:
+        return t.float() / 255.0
+    if t.dtype == getattr(torch, "uint16", torch.uint8):
+        return t.float() / 65535.0
+    if t.dtype == torch.bool:
+        return t.float()
+    if not t.is_floating_point():
+        raise ValueError(f"{what}: integer images must be uint8 or uint16, got {t.dtype}")
+    t = t.float()
+    if t.numel():
+        lo, hi = torch.aminmax(t)
+        if not (lo >= 0 and hi <= 1):  # also false for NaN
+            raise ValueError(
+                f"{what}: float images must lie in [0, 1], got values in [{lo.item():.4g}, {hi.item():.4g}]"
+            )
+    return t
+
+
+def _channels_to_rgba(x, what):
+    """(C, H, W) float with C = 1 (gray), 2 (gray, alpha), 3 (RGB) or 4 (RGBA)
+    -> (rgb float (3, H, W), alpha float (1, H, W) or None)."""
+    c = x.shape[0]
+    if c == 1:
+        return x.expand(3, -1, -1), None
+    if c == 2:
+        return x[:1].expand(3, -1, -1), x[1:]
+    if c == 3:
+        return x, None
+    if c == 4:
+        return x[:3], x[3:]
+    raise ValueError(f"{what}: images need 1 to 4 channels (gray, gray+alpha, RGB, RGBA), got {c}")
+
+
+def load_input(image):
+    """Any supported image as (rgb float32 (3, H, W) in [0, 1], alpha uint8 (1, H, W) or None), on the CPU.
+
+    image: a path (read with fastcolor.images.load_image: EXIF, palettes,
+    16-bit files), a PIL image, a torch tensor (C, H, W) with C = 1, 2, 3 or 4
+    (gray, gray+alpha, RGB, RGBA; uint8, or float in [0, 1]), or a numpy array
+    (H, W), (H, W, C) (uint8, uint16 or float in [0, 1]).
+    """
+    if isinstance(image, (str, os.PathLike)):
+        from .images import load_image
+
+        rgb, alpha = load_image(image)
+        return rgb.float() / 255.0, alpha
+    if isinstance(image, Image.Image):
+        rgb, alpha = _from_pil(image)
+        return rgb.float() / 255.0, alpha
+    what = type(image).__name__
+    if isinstance(image, np.ndarray):
+        if image.ndim == 2:
+            image = image[:, :, None]
+        if image.ndim != 3:
+            raise ValueError(f"numpy images must have shape (H, W) or (H, W, C), got {image.shape}")
+        if image.dtype == np.uint16:
+            image = torch.from_numpy(image.astype(np.float32) / 65535.0)
+        else:
+            image = torch.from_numpy(np.ascontiguousarray(image))
+        image = image.permute(2, 0, 1)
+    if not isinstance(image, torch.Tensor):
+        raise TypeError(
+            f"cannot colorize a {what}: pass a path, a PIL image, a tensor (C, H, W) or a numpy array (H, W[, C])"
+        )
+    if image.dim() == 2:
+        image = image[None]
+    if image.dim() != 3:
+        raise ValueError(f"image tensors must have shape (C, H, W), got {tuple(image.shape)}")
+    if image.shape[-1] == 0 or image.shape[-2] == 0:
+        raise ValueError(f"empty image of shape {tuple(image.shape)}")
+    x = _float01(image.detach().cpu(), what)
+    rgb, alpha = _channels_to_rgba(x, what)
+    if alpha is not None:
+        alpha = _to_uint8(alpha)
+    return rgb.contiguous(), alpha
+
+
+# ------------------------------------------------------------------ colour maths
+
+
+def _light(rgb, space):
+    """(N, 1, H, W) lightness of (N, 3, H, W) RGB: L* in [0, 100] or Y in [0, 1]."""
+    return rgb_to_lab(rgb)[:, :1] if space == "lab" else rgb_to_gray(rgb)
+
+
+def _join(light, chroma, space):
+    """(N, 3, H, W) sRGB in [0, 1] of lightness (N, 1, H, W) and chroma (N, 2, H, W)."""
+    x = torch.cat([light, chroma.to(light.dtype)], dim=1)
+    return lab_to_rgb(x) if space == "lab" else yuv_to_rgb(x).clamp(0.0, 1.0)
+
+
+def _to_uint8(x):
+    return (x * 255.0).round_().clamp_(0, 255).to(torch.uint8)
+
+
+def _resize(x, size):
+    """Bilinear resize of (N, C, h, w) to size; antialiased where it shrinks.
+    A convex combination of the input pixels, so ranges like [0, 1] are kept."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False, antialias=True)
+
+
+@contextlib.contextmanager
+def _using_backend(name):
+    previous = _backend.get_backend()
+    _backend.set_backend(name)
+    try:
+        yield
+    finally:
+        _backend.set_backend(previous)
+
+
+def _resolve_device(device):
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for but no CUDA device is available")
+    return device
+
+
+def resolve_model_path(path=None):
+    """The model file a path names: a .safetensors file, or a training run
+    directory holding model.safetensors; None = the bundled model."""
+    if path is None:
+        bundled = bundled_model_path()
+        if not bundled.is_file():
+            raise FileNotFoundError(
+                f"no bundled model: {bundled} does not exist. Train one "
+                "(fastcolor data --out photos; fastcolor train --data photos --out run) "
+                "and pass its run directory or model.safetensors (--model run, Colorizer.load('run'))"
+            )
+        return bundled
+    path = Path(path)
+    if path.is_dir():
+        inner = path / MODEL_FILE
+        if not inner.is_file():
+            raise FileNotFoundError(f"{path} is a directory without a {MODEL_FILE} (not a training run?)")
+        return inner
+    if not path.is_file():
+        raise FileNotFoundError(f"model file {path} does not exist")
+    return path
+
+
+# ------------------------------------------------------------------ the colorizer
+
+
+class Colorizer:
+    """A trained colorization model, ready to colorize images of any size.
+
+    Build it with Colorizer.load(path); or directly from a model and its codebook.
+
+    Args:
+        model: a network from fastcolor.models (logits (N, Q, H/s, W/s) of the
+            normalised lightness (N, 1, H, W)), or an L2 regressor (N, 2, ...).
+        codebook: its fastcolor.Codebook (gives the colour space).
+        meta: the model file's metadata: "temperature" (default 0.38),
+            "input_size" (default 256), "loss" ("rebalanced" or "l2"), and
+            for l2 models "regression_scale" (chroma = scale * output;
+            default 100 for Lab, 1 for YUV).
+        device: "auto" (CUDA when available), "cpu", "cuda" or a torch.device.
+        backend: "fused" (compiled kernels, where they exist) or "reference"
+            (pure PyTorch) for the annealed-mean decode.
+        autocast: run the network under bfloat16 autocast on CUDA.
+    """
+
+    def __init__(self, model, codebook, meta=None, device="auto", backend="fused", autocast=False):
+        if backend not in _BACKENDS:
+            raise ValueError(f"backend must be 'fused' or 'reference', got {backend!r}")
+        meta = dict(meta or {})
+        self.path = None  # the model file, when loaded from one
+        self.device = _resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.codebook = codebook
+        self.space = codebook.space
+        self.meta = meta
+        self.backend = _BACKENDS[backend]
+        self.autocast = bool(autocast)
+        self.temperature = float(meta.get("temperature", DEFAULT_TEMPERATURE))
+        self.input_size = int(meta.get("input_size", DEFAULT_INPUT_SIZE))
+        self.loss = meta.get("loss", "rebalanced")
+        if self.loss not in ("rebalanced", "l2"):
+            raise ValueError(f"unknown loss {self.loss!r} in the model's metadata (expected 'rebalanced' or 'l2')")
+        self.regression_scale = float(meta.get("regression_scale", L2_CHROMA_SCALE[self.space]))
+        if self.input_size < 8:
+            raise ValueError(f"input_size must be at least 8, got {self.input_size}")
+        self.decoder = AnnealedMeanDecoder(codebook, self.temperature).to(self.device)
+
+    @classmethod
+    def load(cls, path=None, device="auto", backend="fused", autocast=False):
+        """Load a model file (models.save_model) or the model.safetensors of a
+        training run directory; path=None loads the bundled model."""
+        from .models import load_model
+
+        if backend not in _BACKENDS:
+            raise ValueError(f"backend must be 'fused' or 'reference', got {backend!r}")
+        file = resolve_model_path(path)
+        model, codebook, meta = load_model(file, map_location="cpu")
+        colorizer = cls(model, codebook, meta, device=device, backend=backend, autocast=autocast)
+        colorizer.path = file
+        return colorizer
+
+    def __repr__(self):
+        return (f"Colorizer(path={str(self.path) if self.path else None!r}, space={self.space!r}, "
+                f"bins={len(self.codebook)}, loss={self.loss!r}, temperature={self.temperature:g}, "
+                f"input_size={self.input_size}, device={str(self.device)!r})")
+
+    def colorize(self, image, temperature=None, return_confidence=False):
+        """Colorize one image (see load_input for the accepted types); returns a ColorizeResult."""
+        return self.colorize_batch([image], batch_size=1, temperature=temperature,
+                                   return_confidence=return_confidence)[0]
+
+    def colorize_batch(self, images, batch_size=8, temperature=None, return_confidence=False, progress=False):
+        """Colorize many images of any sizes; the network sees them resized to
+        input_size x input_size and stacked batch_size at a time. Returns a
+        list of ColorizeResult in the input order."""
+        if isinstance(images, torch.Tensor) and images.dim() == 4:
+            images = list(images)
+        images = list(images)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        t = self.temperature if temperature is None else float(temperature)
+        if not 0 <= t < float("inf"):
+            raise ValueError(f"temperature must be a finite number >= 0, got {t}")
+        if return_confidence and self.loss == "l2":
+            raise ValueError("confidence maps need a classification model; this one regresses chroma (loss='l2')")
+        results = []
+        chunks = range(0, len(images), batch_size)
+        if progress:
+            from tqdm.auto import tqdm
+
+            chunks = tqdm(chunks, desc="colorize", unit="batch")
+        for start in chunks:
+            loaded = [load_input(im) for im in images[start:start + batch_size]]
+            results += self._colorize_loaded(loaded, t, return_confidence)
+        return results
+
+    # One batch of already loaded (rgb float (3, H, W), alpha) pairs.
+    @torch.inference_mode()
+    def _colorize_loaded(self, loaded, t, return_confidence):
+        from .models import normalize_light, predict_padded
+
+        size = (self.input_size, self.input_size)
+        lights = [_light(rgb[None].to(self.device), self.space) for rgb, _ in loaded]
+        x = torch.cat([_resize(normalize_light(light, self.space), size) for light in lights])
+        amp = self.autocast and self.device.type == "cuda"
+        with torch.autocast("cuda", dtype=torch.bfloat16) if amp else contextlib.nullcontext():
+            out = predict_padded(self.model, x).float()
+        with _using_backend(self.backend):
+            if self.loss == "l2":
+                chroma_small = out[:, :2] * self.regression_scale
+            else:
+                chroma_small = self.decoder(out, temperature=t)
+        if return_confidence:
+            probs = torch.softmax(out, dim=1)
+            top = probs.topk(min(2, probs.shape[1]), dim=1).values
+            c1 = top[:, :1]
+            # C2 = p1 / p2: a second probability that underflows to 0 makes it
+            # huge, not inf, so upsampling stays finite.
+            c2 = top[:, :1] / top[:, 1:2].clamp_min(1e-30) if top.shape[1] > 1 else torch.ones_like(c1)
+
+        results = []
+        for i, ((rgb, alpha), light) in enumerate(zip(loaded, lights)):
+            full = tuple(light.shape[-2:])
+            chroma = _resize(chroma_small[i:i + 1], full)
+            rgb_out = _to_uint8(_join(light, chroma, self.space)[0]).cpu()
+            result = ColorizeResult(rgb=rgb_out, alpha=alpha, light=light[0].float().cpu(),
+                                    chroma=chroma[0].cpu(), space=self.space)
+            if return_confidence:
+                result.confidence_top = _resize(c1[i:i + 1], full)[0, 0].clamp_(0, 1).cpu()
+                result.confidence_ratio = _resize(c2[i:i + 1], full)[0, 0].clamp_min_(1).cpu()
+            results.append(result)
+        return results

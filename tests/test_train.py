@@ -1,0 +1,263 @@
+"""fastcolor.train: runs, exact resume after SIGKILL, DDP on gloo, L2 and backends, errors."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import safetensors.torch
+import torch
+from PIL import Image
+
+import fastcolor
+from fastcolor import train as tr
+from fastcolor.models import load_model
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def make_photos(folder, n=12, seed=0, size=(72, 56)):
+    """n smooth synthetic photos whose colour is a function of their lightness
+    (trivially learnable): rgb = (t, t^2, 1 - t) for a smooth field t."""
+    rng = np.random.default_rng(seed)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    w, h = size
+    y, x = np.mgrid[0:h, 0:w] / max(h, w)
+    for i in range(n):
+        a, b, c, f = rng.uniform(-1, 1, 4)
+        t = np.clip(0.5 + 0.6 * (a * x + b * y + c * np.sin((3 + f) * x + 2 * y)), 0, 1)
+        rgb = np.stack([t, t**2, 1 - t], -1)
+        Image.fromarray((rgb * 255).round().astype(np.uint8)).save(folder / f"img{i:02d}.png")
+    return folder
+
+
+@pytest.fixture
+def photos(tmp_path, gen):
+    seed = int(torch.randint(0, 2**31, (1,), generator=gen))
+    make_photos(tmp_path / "data" / "train", seed=seed)
+    make_photos(tmp_path / "data" / "val", n=4, seed=seed + 1)
+    return tmp_path / "data" / "train"
+
+
+@pytest.fixture(autouse=True)
+def restore_backend():
+    before = fastcolor.get_backend()
+    yield
+    fastcolor.set_backend(before)
+
+
+# One CPU thread in every run (in-process and subprocesses): these networks are tiny,
+# and on a shared, loaded machine OpenMP barriers across threads cost 100x the work.
+# The resume test also needs the same thread count everywhere (reductions split by thread).
+THREADS_ENV = dict(os.environ, OMP_NUM_THREADS="1")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+TINY_UNET = ["--arch", "colorunet", "--width", "0.25", "--codebook", "data", "--bins", "8", "--space", "yuv",
+             "--crop", "32", "--batch", "4", "--no-progress"]
+TINY_ECCV = ["--arch", "eccv16", "--width", "0.125", "--crop", "32", "--batch", "3", "--no-progress"]
+
+
+def read_log(run):
+    return [json.loads(line) for line in (Path(run) / "log.jsonl").read_text().splitlines()]
+
+
+def weights(run):
+    return safetensors.torch.load_file(str(Path(run) / "model.safetensors"))
+
+
+def test_data_order_is_a_disjoint_resumable_function_of_the_step():
+    n, batch, world = 10, 3, 2
+    ranks = [tr.DataOrder(n, batch, seed=7, rank=r, world_size=world) for r in range(world)]
+    stream = [key for step in range(5) for r in ranks for key in r.keys(step)]
+    for epoch in range(2):  # each epoch is a permutation of the images
+        assert sorted(i for e, i in stream if e == epoch) == list(range(n))
+    fresh = tr.DataOrder(n, batch, seed=7, rank=1, world_size=world)
+    assert fresh.keys(4) == ranks[1].keys(4)  # no hidden state
+    assert tr.DataOrder(n, batch, seed=8).keys(0) != tr.DataOrder(n, batch, seed=7).keys(0)
+
+
+def test_schedule_warms_up_then_decays_to_the_floor():
+    c = tr.TrainConfig(data="d", out="o", lr=1.0, steps=100, warmup=10)
+    lrs = [tr.lr_at(s, c) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(lrs[9:], lrs[10:]))
+    assert lrs[-1] == pytest.approx(0.1, abs=1e-3)
+
+
+def test_run_writes_files_and_learns(photos, tmp_path):
+    run = tmp_path / "run"
+    cfg = tr.TrainConfig(data=str(photos), out=str(run), arch="colorunet", width=0.25, codebook="data", bins=8,
+                         space="yuv", crop=32, batch=4, steps=30, lr=3e-3, log_every=1, val_every=15,
+                         ckpt_every=15, progress=False)
+    assert tr.train(cfg) == run
+    for name in ("model.safetensors", "checkpoint.safetensors", "log.jsonl", "config.json"):
+        assert (run / name).is_file(), name
+    log = read_log(run)
+    losses = [r["loss"] for r in log if "loss" in r]
+    assert len(losses) == 30 and all(np.isfinite(losses))
+    assert np.mean(losses[-8:]) < np.mean(losses[:8])
+    vals = [r for r in log if "val_auc" in r]
+    assert [r["step"] for r in vals] == [15, 30]
+    for key in ("val_loss", "val_auc", "val_auc_rebalanced", "val_colourfulness"):
+        assert np.isfinite(vals[-1][key])
+    assert 0 <= vals[-1]["val_auc"] <= 1
+    config = json.loads((run / "config.json").read_text())
+    assert config["k"] == 1 and config["val"] == str(photos.parent / "val") and config["device"] == "cpu"
+    model, codebook, meta = load_model(run / "model.safetensors")
+    assert model.config == {"arch": "colorunet", "num_bins": 8, "width": 0.25}
+    assert codebook.space == "yuv" and len(codebook) == 8
+    assert meta["temperature"] == 0.38 and meta["steps"] == 30 and meta["loss"] == "rebalanced"
+    assert meta["class_weights"].shape == (8,)
+    assert tr.checkpoint_step(run / "checkpoint.safetensors") == 30
+
+
+RESUME_STEPS = 40
+
+
+def resume_args(photos, workers):
+    return [*TINY_ECCV, "--data", photos, "--steps", RESUME_STEPS, "--ckpt-every", 2, "--val-every", 20,
+            "--workers", workers, "--log-every", 1]
+
+
+@pytest.fixture(scope="module")
+def resume_case(tmp_path_factory, one_thread):
+    """Photos and an uninterrupted in-process run of RESUME_STEPS steps (--workers 0),
+    shared by both worker counts: the data order must not depend on them."""
+    seed = int.from_bytes(os.urandom(4), "little")
+    print(f"photo seed={seed}")
+    root = tmp_path_factory.mktemp("resume")
+    photos = make_photos(root / "train", seed=seed)
+    whole = root / "whole"
+    assert tr.main([*map(str, resume_args(photos, 0)), "--out", str(whole)]) == 0
+    return photos, whole
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_sigkill_and_resume_is_bit_identical(resume_case, tmp_path, workers):
+    photos, whole = resume_case
+    steps = RESUME_STEPS
+    args = resume_args(photos, workers)
+    killed = tmp_path / "killed"
+    env = THREADS_ENV
+    proc = subprocess.Popen([sys.executable, "-m", "fastcolor.train", *map(str, args), "--out", str(killed)],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt, at = killed / "checkpoint.safetensors", None
+    deadline = time.time() + 60
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            if ckpt.exists():
+                try:
+                    at = tr.checkpoint_step(ckpt)
+                except Exception:  # noqa: BLE001  (being replaced right now)
+                    at = None
+                if at is not None and at >= 4:
+                    break
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert at is not None and 4 <= at < steps, f"killed at checkpoint {at}"
+    print(f"killed after the checkpoint of step {at}")
+
+    resumed = subprocess.run([sys.executable, "-m", "fastcolor.train", *map(str, args), "--out", str(killed),
+                              "--resume"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = weights(killed), weights(whole)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    # the log of the resumed run continues without duplicated steps
+    steps_logged = [r["step"] for r in read_log(killed) if "loss" in r]
+    assert steps_logged == list(range(1, steps + 1))
+    for key in ("loss", "val_auc"):
+        logged = {r["step"]: r[key] for r in read_log(killed) if key in r}
+        assert logged == {r["step"]: r[key] for r in read_log(whole) if key in r}
+
+
+def test_ddp_on_gloo_shards_the_data(photos, tmp_path):
+    run = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "fastcolor.train", *map(str, TINY_UNET), "--data", str(photos), "--out", str(run),
+           "--steps", "4", "--batch", "3", "--log-every", "2", "--val-every", "4", "--ckpt-every", "2",
+           "--log-data-order", "--device", "cpu"]
+    done = subprocess.run(cmd, cwd=ROOT, env=THREADS_ENV, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("wrote") == 1  # rank 0 alone reports and writes
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoint.safetensors", "config.json", "log.jsonl",
+                                                     "model.safetensors"]
+    log = read_log(run)
+    data = [r["data"] for r in log if "data" in r]
+    assert len(data) == 4 and all(len(per_rank) == 2 for per_rank in data)
+    seen = {0: [], 1: []}
+    for per_rank in data:
+        for rank, keys in enumerate(per_rank):
+            assert len(keys) == 3
+            seen[rank] += [tuple(k) for k in keys]
+    first_epoch = [set(k for k in seen[r] if k[0] == 0) for r in (0, 1)]
+    assert not (first_epoch[0] & first_epoch[1])
+    assert len(first_epoch[0] | first_epoch[1]) == 12  # 4 steps x 6 images cover the 12 photos once
+    assert json.loads((run / "config.json").read_text())["world_size"] == 2
+    assert any("val_auc" in r for r in log)
+    load_model(run / "model.safetensors")
+
+
+def test_l2_loss_runs_and_saves_a_regression_model(photos, tmp_path):
+    run = tmp_path / "l2"
+    cfg = tr.TrainConfig(data=str(photos), out=str(run), arch="eccv16", width=0.125, loss="l2", crop=32, batch=3,
+                         steps=3, log_every=1, val_every=3, progress=False)
+    tr.train(cfg)
+    log = read_log(run)
+    assert all(np.isfinite(r["loss"]) for r in log if "loss" in r)
+    assert np.isfinite([r for r in log if "val_auc" in r][0]["val_auc"])
+    model, codebook, meta = load_model(run / "model.safetensors")
+    assert model.config["num_bins"] == 2 and meta["loss"] == "l2" and meta["regression_scale"] == 100.0
+    assert torch.equal(codebook.centres, torch.eye(2) * 100)
+
+
+def test_reference_backend_gives_the_fused_loss(photos, tmp_path):
+    losses = {}
+    for backend in ("fused", "reference"):
+        cfg = tr.TrainConfig(data=str(photos), out=str(tmp_path / backend), arch="eccv16", width=0.125, crop=32,
+                             batch=3, steps=1, log_every=1, val="none", progress=False, backend=backend)
+        tr.train(cfg)
+        losses[backend] = read_log(tmp_path / backend)[0]["loss"]
+    assert fastcolor.get_backend() == "kernels"  # train() restores the backend it found
+    assert losses["reference"] == pytest.approx(losses["fused"], rel=1e-5)
+
+
+def test_bad_input_fails_clearly(photos, tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert tr.main(["--data", str(empty), "--out", str(tmp_path / "r0")]) == 2
+    assert "no images found" in capsys.readouterr().err
+
+    assert tr.main(["--data", str(photos), "--out", str(tmp_path / "r1"), "--space", "yuv"]) == 2
+    err = capsys.readouterr().err
+    assert "zhang313" in err and "yuv" in err
+
+    run = tmp_path / "r2"
+    base = [*TINY_UNET, "--data", str(photos), "--out", str(run), "--steps", "2", "--val", "none"]
+    assert tr.main(base) == 0
+    capsys.readouterr()
+    assert tr.main(base) == 2  # a run with a checkpoint is not overwritten silently
+    assert "--resume" in capsys.readouterr().err
+    changed = [*base, "--resume", "--arch", "eccv16"]
+    assert tr.main(changed) == 2
+    err = capsys.readouterr().err
+    assert "arch" in err and "colorunet" in err and "eccv16" in err
+    assert tr.main([*base, "--overwrite"]) == 0
