@@ -38,6 +38,8 @@ class Case:
     dtype: torch.dtype = torch.float32
     k: int = 5
     label: str = ""
+    compile: bool = True  # also time torch.compile of the reference
+    channels_last: bool = False  # logits in NHWC, as a network emits them
     results: dict = field(default_factory=dict)
 
     @property
@@ -68,14 +70,17 @@ GPU_CASES = [
     Case("loss", 16, 313, 128, 128, torch.bfloat16),
     Case("decode", 40, 313, 56, 56, torch.float32),
     Case("decode", 16, 313, 128, 128, torch.bfloat16),
-    Case("decode_fb", 40, 313, 56, 56, torch.float32),
-    Case("decode_fb", 16, 313, 128, 128, torch.bfloat16),
     Case("nearest", 40, 313, 56, 56),
-    Case("soft_encode", 40, 313, 56, 56),
-    Case("histogram", 256, 313, 256, 256),
     Case("loss", 64, 32, 256, 256, torch.float32, k=1, label="Stanford"),
     Case("loss", 64, 32, 256, 256, torch.bfloat16, k=1, label="Stanford"),
     Case("decode", 64, 32, 256, 256, torch.float32, label="Stanford"),
+    # beyond DESIGN.md's table: channels_last logits, decode with its backward, the ab-only ops
+    Case("loss", 40, 313, 56, 56, torch.bfloat16, label="NHWC", compile=False, channels_last=True),
+    Case("decode", 40, 313, 56, 56, torch.float32, label="NHWC", compile=False, channels_last=True),
+    Case("decode_fb", 40, 313, 56, 56, torch.float32, compile=False),
+    Case("decode_fb", 16, 313, 128, 128, torch.bfloat16, compile=False),
+    Case("soft_encode", 40, 313, 56, 56, compile=False),
+    Case("histogram", 256, 313, 256, 256, compile=False),
 ]
 CPU_CASES = [
     Case("loss", 8, 313, 56, 56, torch.float32),
@@ -109,6 +114,8 @@ def make_inputs(case, device, gen):
     if case.op in ("nearest", "histogram", "soft_encode"):
         return None, ab, centres, weights, 5.0
     z = torch.randn(case.n, case.q, case.h, case.w, generator=gen).to(device=device, dtype=case.dtype)
+    if case.channels_last:
+        z = z.contiguous(memory_format=torch.channels_last)
     sigma = 5.0 if case.q == 313 else 0.05
     return z, ab, centres, weights, sigma
 
@@ -221,14 +228,14 @@ def peak_memory_mb(fn, device):
     return (torch.cuda.max_memory_allocated() - base) / 2**20
 
 
-def run(device, cases, compile_ok):
+def run(device, cases, compile_ok, on_case=None):
     bench = timer(device)
     bw = copy_bandwidth(device, bench) if device == "cuda" else None
     gen = torch.Generator().manual_seed(0)
     for case in cases:
         z, ab, centres, weights, sigma = make_inputs(case, device, gen)
         with torch.no_grad() if case.op not in ("loss", "decode_fb") else torch.enable_grad():
-            fns = implementations(case, z, ab, centres, weights, sigma, compile_ok)
+            fns = implementations(case, z, ab, centres, weights, sigma, compile_ok and case.compile)
             for name, fn in fns.items():
                 try:
                     case.results[name] = bench(fn)
@@ -238,7 +245,11 @@ def run(device, cases, compile_ok):
                     print(f"  {case.op} {case.shape} {name}: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         if bw:
             case.results["floor"] = case.floor_bytes() / bw
-        print(f"  done {case.op} {case.shape} {str(case.dtype).replace('torch.', '')}", file=sys.stderr, flush=True)
+        print(f"  done {case.op} {case.shape} {str(case.dtype).replace('torch.', '')}: "
+              + ", ".join(f"{k} {v:.4g}" for k, v in case.results.items() if v is not None),
+              file=sys.stderr, flush=True)
+        if on_case:
+            on_case(bw)
         del z, ab
     return bw
 
@@ -261,7 +272,7 @@ def table(device, cases, bw):
         e, k, cp = r.get("eager"), r.get("kernel"), r.get("compile")
         fmt = lambda v, f="{:.3f}": f.format(v) if v is not None else "-"
         row = (
-            f"{(c.op + ('*' if c.label else '')):<12}{c.shape:<18}{str(c.dtype).replace('torch.', ''):<9}"
+            f"{(c.op + ('*' if c.label == 'Stanford' else '') + (' NHWC' if c.channels_last else '')):<12}{c.shape:<18}{str(c.dtype).replace('torch.', ''):<9}"
             f"{fmt(e):>10}{fmt(cp):>11}{fmt(k):>13}"
             f"{fmt(e / k if e and k else None, '{:.1f}'):>9}{fmt(cp / k if cp and k else None, '{:.1f}'):>10}"
         )
@@ -280,7 +291,7 @@ def table(device, cases, bw):
             )
     lines.append("loss = rebalanced_cross_entropy forward+backward; decode = annealed_mean (T=0.38), "
                  "decode_fb = its forward+backward; histogram = bin_histogram; "
-                 "* = Stanford config (32 bins, k=1)")
+                 "* = Stanford config (32 bins, k=1); NHWC = channels_last logits")
     return "\n".join(lines)
 
 
@@ -294,15 +305,19 @@ def main(argv=None):
         p.error("--device cuda, but no CUDA device is visible")
     cases = GPU_CASES if args.device == "cuda" else CPU_CASES
     print(json.dumps(fastcolor.backend_info()), file=sys.stderr)
-    bw = run(args.device, cases, not args.no_compile)
-    text = table(args.device, cases, bw)
-    if args.json:
-        rows = [dict(op=c.op, shape=c.shape, dtype=str(c.dtype), k=c.k, label=c.label, **c.results) for c in cases]
+    def write_json(bw):  # after every case, so that a run cut short keeps what it measured
+        if not args.json:
+            return
+        rows = [dict(op=c.op, shape=c.shape, dtype=str(c.dtype), k=c.k, label=c.label, **c.results)
+                for c in cases if c.results]
         tmp = args.json + ".tmp"
         with open(tmp, "w") as f:
-            json.dump({"device": args.device, "backend": fastcolor.backend_info(), "rows": rows}, f, indent=1)
+            json.dump({"device": args.device, "backend": fastcolor.backend_info(), "copy_bytes_per_ms": bw,
+                       "rows": rows}, f, indent=1)
         os.replace(tmp, args.json)
-    print(text)
+
+    bw = run(args.device, cases, not args.no_compile, on_case=write_json)
+    print(table(args.device, cases, bw))
 
 
 if __name__ == "__main__":

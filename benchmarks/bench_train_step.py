@@ -58,7 +58,7 @@ def measure(model, opt, loss_fn, light, ab, steps, warmup=5):
         loss.backward()
         opt.step()
 
-    for _ in range(warmup):
+    for _ in range(warmup):  # cudnn autotuning, compilation, allocator warm-up
         step()
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()

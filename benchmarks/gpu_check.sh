@@ -2,27 +2,28 @@
 # GPU check in one command, for a machine with an NVIDIA GPU, nvcc and a CUDA
 # build of torch (no network needed):
 #
-#   bash benchmarks/gpu_check.sh            # logs under $OUT (default /tmp/fastcolor-gpu)
+#   bash benchmarks/gpu_check.sh            # logs under $OUT/logs (default /tmp/fastcolor-gpu)
 #
 # 1. builds fastcolor with its CUDA kernels for the visible GPU;
-# 2. optionally (TRAIN_SCRIPT=path) starts a training script in the background,
-#    which shares the GPU with the correctness checks but not with the timings;
-# 3. runs the CUDA tests (every kernel variant against the reference and the
-#    CPU kernels, poisoned outputs, gradcheck, opcheck, memory, torch.compile);
-# 4. runs compute-sanitizer memcheck and racecheck over the kernel-variant tests;
-# 5. waits for the training, then runs the op benchmarks (DESIGN.md section 3)
-#    and the ECCV16 training-step benchmark, alone on the GPU;
-# and prints the test summaries and the benchmark tables last.
-# SKIP_BENCH=1 skips 5; SKIP_SANITIZER=1 skips 4; FULL=1 also runs the whole suite.
+# 2. runs, side by side (correctness only, no timings): the CUDA tests (every
+#    kernel variant against the reference and the CPU kernels, poisoned
+#    outputs, gradcheck, opcheck, memory, torch.compile), compute-sanitizer
+#    memcheck and racecheck over the kernel-variant tests, and optionally
+#    (TRAIN_SCRIPT=path) a training script;
+# 3. then, alone on the GPU, the op benchmarks (DESIGN.md section 3) and the
+#    ECCV16 training-step benchmark;
+# and prints the summaries and the benchmark tables last.
+# SKIP_BENCH=1 skips 3; SKIP_SANITIZER=1 skips the sanitizers; FULL=1 also runs the whole suite.
+# Each stage has a time limit (TEST_TIMEOUT, SANITIZER_TIMEOUT, BENCH_TIMEOUT, STEP_TIMEOUT, seconds).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/fastcolor-gpu}
-mkdir -p "$OUT/logs"
+LOG="$OUT/logs"
+mkdir -p "$LOG"
 PY=${PYTHON:-python3}
 export MAX_JOBS=${MAX_JOBS:-$(nproc)}
 export TORCHINDUCTOR_COMPILE_THREADS=${TORCHINDUCTOR_COMPILE_THREADS:-$(nproc)}
 export PYTHONUNBUFFERED=1
-LOG="$OUT/logs"
 
 # The lent H200 image sets CXX to a GCC in /opt/gcc that links libstdc++
 # statically, which crashes next to torch (setup.py refuses such a build).
@@ -42,42 +43,33 @@ fi
 echo "build: $(( $(date +%s) - t0 )) s"
 $PY -c "import fastcolor, json; print(json.dumps(fastcolor.backend_info()))" | tee "$LOG/backend.json"
 
-train_pid=""
+# ---- 2. correctness, side by side
+t0=$(date +%s)
+pids=()
 if [ -n "${TRAIN_SCRIPT:-}" ]; then
   bash "$TRAIN_SCRIPT" >"$LOG/train.log" 2>&1 &
   train_pid=$!
-  echo "training started in the background (pid $train_pid, log $LOG/train.log)"
 fi
-
-t0=$(date +%s)
-timeout "${TEST_TIMEOUT:-240}" $PY -m pytest -q -p no:cacheprovider tests benchmarks -k cuda >"$LOG/tests_cuda.log" 2>&1
-tests_rc=$?
-echo "cuda tests: $(( $(date +%s) - t0 )) s, rc=$tests_rc"
-
-san_rc=0
+timeout "${TEST_TIMEOUT:-240}" $PY -m pytest -q -p no:cacheprovider tests benchmarks -k cuda >"$LOG/tests_cuda.log" 2>&1 &
+tests_pid=$!
 if [ "${SKIP_SANITIZER:-0}" != "1" ]; then
   SAN=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
-  sel=(tests/test_kernel_variants.py -k cuda)
-  t0=$(date +%s)
   for tool in memcheck racecheck; do
-    timeout "${SANITIZER_TIMEOUT:-200}" "$SAN" --tool "$tool" --error-exitcode 86 --print-limit 20 \
-      $PY -m pytest -q -x -p no:cacheprovider "${sel[@]}" >"$LOG/sanitizer_$tool.log" 2>&1 &
+    timeout "${SANITIZER_TIMEOUT:-240}" "$SAN" --tool "$tool" --error-exitcode 86 --print-limit 20 \
+      $PY -m pytest -q -p no:cacheprovider tests/test_kernel_variants.py -k cuda >"$LOG/sanitizer_$tool.log" 2>&1 &
+    pids+=($!)
   done
-  wait_rc=0
-  for job in $(jobs -p); do
-    [ "$job" = "$train_pid" ] && continue
-    wait "$job" || wait_rc=$?
-  done
-  san_rc=$wait_rc
-  echo "compute-sanitizer memcheck + racecheck: $(( $(date +%s) - t0 )) s, rc=$san_rc"
+fi
+wait "$tests_pid"; tests_rc=$?
+echo "cuda tests: $(( $(date +%s) - t0 )) s, rc=$tests_rc"
+san_rc=0
+for pid in "${pids[@]}"; do wait "$pid" || san_rc=$?; done
+[ "${SKIP_SANITIZER:-0}" = "1" ] || echo "compute-sanitizer memcheck + racecheck: $(( $(date +%s) - t0 )) s, rc=$san_rc"
+if [ -n "${TRAIN_SCRIPT:-}" ]; then
+  wait "$train_pid"; echo "training: $(( $(date +%s) - t0 )) s, rc=$?"
 fi
 
-if [ -n "$train_pid" ]; then
-  t0=$(date +%s)
-  wait "$train_pid"
-  echo "training finished (waited $(( $(date +%s) - t0 )) s), rc=$?"
-fi
-
+# ---- 3. timings, alone on the GPU
 bench_rc=0
 if [ "${SKIP_BENCH:-0}" != "1" ]; then
   t0=$(date +%s)
@@ -107,12 +99,12 @@ tail -n 1 "$LOG/tests_cuda.log"
 if [ "${SKIP_SANITIZER:-0}" != "1" ]; then
   for tool in memcheck racecheck; do
     echo "=== compute-sanitizer $tool ==="
-    grep -E "ERROR SUMMARY|Error|Hazard|passed|failed" "$LOG/sanitizer_$tool.log" | tail -n 6
+    grep -E "ERROR SUMMARY|RACECHECK SUMMARY|Hazard|Invalid|passed|failed" "$LOG/sanitizer_$tool.log" | tail -n 6
   done
 fi
 if [ "${SKIP_BENCH:-0}" != "1" ]; then
   echo "=== benchmarks ==="
-  tail -n 5 "$LOG/bench.err"
+  grep -v "^  done" "$LOG/bench.err" | tail -n 5
   cat "$LOG/bench.txt"
   tail -n 3 "$LOG/train_step.err"
   cat "$LOG/train_step.txt"

@@ -115,6 +115,7 @@ class TrainConfig:
     val_every: int = 500
     val_images: int = 64
     ckpt_every: int = 1000
+    time_limit: Optional[float] = None  # seconds of training: the schedule is stretched to end then
     log_every: int = 10
     amp: str = "auto"  # "bf16" or "off"; auto: bf16 on CUDA, off on the CPU
     device: str = "auto"
@@ -847,7 +848,8 @@ def _run(config, ctx, device, ckpt_path, resume):
     bar = tqdm(total=config.steps, initial=start, desc="train", disable=not (ctx.main and config.progress),
                dynamic_ncols=True)
     window_loss, window_steps, window_images = 0.0, 0, 0
-    window_start = time.perf_counter()
+    window_start = train_start = time.perf_counter()
+    time_up = False
     net.train()
     step = start
     for step, batch in enumerate(loader, start=start):
@@ -859,7 +861,15 @@ def _run(config, ctx, device, ckpt_path, resume):
             x = x + config.light_noise * torch.randn(x.shape, generator=noise_gen, device=device, dtype=x.dtype)
         if device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
-        lr = lr_at(step, config)
+        if config.time_limit:
+            # The schedule runs on whichever is further along, the steps or the
+            # clock, and the run ends when the time is up (ranks agree through
+            # rank 0's clock).
+            elapsed = ctx.mean(time.perf_counter() - train_start if ctx.main else 0.0, device) * ctx.world_size
+            time_up = elapsed >= config.time_limit
+            lr = lr_at(max(step, int(config.steps * min(1.0, elapsed / config.time_limit))), config)
+        else:
+            lr = lr_at(step, config)
         for group in optimizer.param_groups:
             group["lr"] = lr
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
@@ -873,6 +883,8 @@ def _run(config, ctx, device, ckpt_path, resume):
         window_steps += 1
         window_images += rgb.shape[0] * ctx.world_size
         done = step + 1
+        if time_up:  # finish as if this were the last step
+            config = dataclasses.replace(config, steps=done)
         if config.log_data_order:
             log({"step": done, "data": ctx.gather([list(k) for k in order.keys(step)])})
         if done % config.log_every == 0 or done == config.steps:
@@ -892,6 +904,9 @@ def _run(config, ctx, device, ckpt_path, resume):
         if done % config.ckpt_every == 0 or done == config.steps:
             write_files(done)
         bar.update(1)
+        if time_up:
+            log({"step": done, "stopped": "time limit", "seconds": config.time_limit})
+            break
     bar.close()
     if start >= config.steps:  # resumed a finished run: rewrite its files
         write_files(start)
@@ -945,6 +960,9 @@ def _parser():
     p.add_argument("--val-every", type=int, default=d.val_every)
     p.add_argument("--val-images", type=int, default=d.val_images)
     p.add_argument("--ckpt-every", type=int, default=d.ckpt_every)
+    p.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
+                   help="end the run after this much training time, the learning-rate schedule stretched "
+                        "to fit (for runs on a time budget; such a run is not bit-exactly resumable)")
     p.add_argument("--log-every", type=int, default=d.log_every)
     p.add_argument("--amp", choices=("auto", "bf16", "off"), default=d.amp)
     p.add_argument("--device", default=d.device, help="auto, cpu, cuda")

@@ -184,3 +184,21 @@ def test_python_dash_m_version_and_help():
     with pytest.raises(SystemExit) as exit_info:
         main(["colorize", "--help"])
     assert exit_info.value.code == 0
+
+
+def test_demo_writes_one_side_by_side_png(model_file, tmp_path, capsys):
+    pytest.importorskip("skimage")
+    from fastcolor.cli import DEMO_PHOTOS
+
+    out = tmp_path / "demo.png"
+    assert main(["demo", "--model", str(model_file), "-o", str(out), "--height", "48"]) == 0
+    printed = capsys.readouterr().out
+    assert str(out.resolve()) in printed
+    with Image.open(out) as im:
+        assert im.mode == "RGB" and im.height == 48 * len(DEMO_PHOTOS)
+        grid = np.asarray(im)
+    # Each row: the input as gray (R = G = B), then the colorized photo, then the original.
+    row = grid[:48]
+    gray_panel = row[:, :10].astype(int)
+    assert np.abs(gray_panel[..., 0] - gray_panel[..., 1]).max() <= 1
+    assert row.shape[1] > 3 * 40

@@ -125,6 +125,26 @@ def test_run_writes_files_and_learns(photos, tmp_path):
     assert tr.checkpoint_step(run / "checkpoint.safetensors") == 30
 
 
+def test_time_limit_ends_the_run_with_a_complete_model(photos, tmp_path):
+    run = tmp_path / "run"
+    cfg = tr.TrainConfig(data=str(photos), out=str(run), arch="colorunet", width=0.25, codebook="data", bins=8,
+                         space="yuv", crop=32, batch=4, steps=100000, time_limit=1.0, lr=3e-3, log_every=1,
+                         val_every=100000, ckpt_every=100000, progress=False)
+    tr.train(cfg)
+    log = read_log(run)
+    stop = [r for r in log if r.get("stopped") == "time limit"]
+    assert len(stop) == 1
+    done = stop[0]["step"]
+    assert 1 <= done < 100000
+    # The last step still validates and writes the files, as a last step does.
+    assert any("val_auc" in r and r["step"] == done for r in log)
+    assert tr.checkpoint_step(run / "checkpoint.safetensors") == done
+    lrs = [r["lr"] for r in log if "lr" in r]
+    assert lrs[-1] == pytest.approx(cfg.lr * cfg.final_lr_fraction, rel=0.05)  # the schedule was stretched to fit
+    _, _, meta = load_model(run / "model.safetensors")
+    assert meta["steps"] == done
+
+
 RESUME_STEPS = 40
 
 
