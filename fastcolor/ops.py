@@ -339,13 +339,19 @@ def _register():
 
     def ce_setup(ctx, inputs, output):
         loss, grad = output
+        # The stored gradient output is never differentiated; without this,
+        # autograd would hand backward a zero tensor the size of the logits
+        # for it (measured: peak memory 2x the logits instead of 1x).
+        ctx.set_materialize_grads(False)
         ctx.save_for_backward(grad)
         ctx.reduction = inputs[7]
         ctx.mark_non_differentiable(grad)
 
     def ce_backward(ctx, grad_loss, _):
         (grad,) = ctx.saved_tensors
-        if grad.numel() == 0 and grad_loss is not None:
+        if grad_loss is None:
+            return (None,) * 9
+        if grad.numel() == 0:
             raise RuntimeError(
                 "rebalanced_cross_entropy: backward needs the gradient stored by the forward "
                 "pass; call it with compute_grad=True (fastcolor.ops does so when logits "
@@ -374,11 +380,14 @@ def _register():
     def am_setup(ctx, inputs, output):
         logits, centres, temperature = inputs
         ab, stats = output
+        ctx.set_materialize_grads(False)  # no zero gradient for the stats output
         ctx.save_for_backward(logits, centres, ab, stats)
         ctx.temperature = temperature
         ctx.mark_non_differentiable(stats)
 
     def am_backward(ctx, grad_ab, _):
+        if grad_ab is None:
+            return None, None, None
         logits, centres, ab, stats = ctx.saved_tensors
         grad = torch.ops.fastcolor.annealed_mean_backward(
             grad_ab, logits, centres, ab, stats, ctx.temperature

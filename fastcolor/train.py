@@ -732,6 +732,8 @@ def train(config):
         config.device = f"cuda:{ctx.local_rank}"
     device = torch.device(config.device)
     if device.type == "cuda":
+        if device.index is None:  # an explicit index: some torch versions refuse a bare "cuda" below
+            device = torch.device("cuda", torch.cuda.current_device())
         torch.cuda.set_device(device)
     ctx.init(device)
     previous_backend = _backend.get_backend()

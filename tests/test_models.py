@@ -288,4 +288,6 @@ def test_cuda_bf16_channels_last_and_map_location(tmp_path, gen):
     loaded, codebook, _ = load_model(path, map_location="cuda")
     assert next(loaded.parameters()).is_cuda and codebook.device.type == "cuda"
     with torch.no_grad():
-        torch.testing.assert_close(loaded(x), model.eval()(x))
+        # fp32 convolutions may run on TF32 tensor cores with layout-dependent
+        # algorithms: equal up to TF32 rounding, not bit for bit.
+        torch.testing.assert_close(loaded(x), model.eval()(x), rtol=1e-2, atol=1e-2)

@@ -10,29 +10,57 @@ namespace fastcolor {
 namespace {
 
 // Each block counts its pixels into a private histogram in shared memory,
-// then adds it to the global one: global atomics are one per bin per block,
-// so contention does not grow with the number of pixels. Counts are doubles,
-// exact for integers below 2^53.
+// then adds it to the global one (float64): global atomics are one per bin
+// per block, so their contention does not grow with the number of pixels.
+// Without weights the private counts are uint32 (exact; a block sees at most
+// a few million pixels) and the lanes of a warp that hit the same bin add
+// their count once (__match_any_sync), so a dominant bin (the neutral one, in
+// real photos) does not serialise the warp. With weights the private sums are
+// float32, rounded once more when added to the float64 total.
+template <bool kWeighted>
 __global__ void __launch_bounds__(cuda::kThreads)
     bin_histogram_kernel(const float* __restrict__ ab, PixelLayout l,
-                         const float* __restrict__ sorted, int nq,
+                         const float* __restrict__ centres, int nq,
                          const float* __restrict__ weight, PixelLayout lw, int64_t pixels,
                          double* __restrict__ hist) {
-  extern __shared__ double dsmem[];
-  double* local = dsmem;
-  for (int i = threadIdx.x; i < nq; i += blockDim.x) local[i] = 0.0;
-  const cuda::SortedBins bins = cuda::load_sorted_bins(
-      sorted, nq, reinterpret_cast<float*>(dsmem + nq), threadIdx.x, blockDim.x);
-  for (int64_t p = cuda::first_pixel(); p < pixels; p += cuda::pixel_stride()) {
-    const int64_t off = l.offset(p);
-    const float a = ab[off], b = ab[off + l.s_c];
-    if (!finite2(a, b)) continue;  // non-finite ab: counted nowhere
-    const int32_t q = cuda::sweep_k_nearest<1>(a, b, bins, 1).idx[0];
-    atomicAdd(&local[q], weight ? static_cast<double>(weight[lw.offset(p)]) : 1.0);
+  extern __shared__ float smem[];
+  float* ca = smem;
+  float* cb = smem + nq;
+  uint32_t* counts = reinterpret_cast<uint32_t*>(smem + 2 * nq);
+  float* sums = smem + 2 * nq;
+  for (int i = threadIdx.x; i < nq; i += blockDim.x) {
+    if (kWeighted) sums[i] = 0.f; else counts[i] = 0u;
+  }
+  cuda::load_bins(centres, nq, ca, cb);  // ends with __syncthreads()
+  const int lane = threadIdx.x & 31;
+  // Every lane of a warp runs the same number of iterations, so that the warp
+  // can vote together; lanes past the end count nothing.
+  const int64_t stride = cuda::pixel_stride();
+  const int64_t first = cuda::first_pixel() - lane;
+  for (int64_t base = first; base < pixels; base += stride) {
+    const int64_t p = base + lane;
+    int32_t q = -1;
+    float wt = 0.f;
+    if (p < pixels) {
+      const int64_t off = l.offset(p);
+      const float a = ab[off], b = ab[off + l.s_c];
+      if (finite2(a, b)) {  // non-finite ab: counted nowhere
+        q = cuda::nearest_scan(a, b, ca, cb, nq);
+        if (kWeighted) wt = weight[lw.offset(p)];
+      }
+    }
+    if (kWeighted) {
+      if (q >= 0 && wt != 0.f) atomicAdd(&sums[q], wt);
+    } else {
+      const unsigned peers = __match_any_sync(0xffffffffu, q);
+      if (q >= 0 && lane == __ffs(peers) - 1) atomicAdd(&counts[q], __popc(peers));
+    }
   }
   __syncthreads();
-  for (int i = threadIdx.x; i < nq; i += blockDim.x)
-    if (local[i] != 0.0) atomicAdd(&hist[i], local[i]);
+  for (int i = threadIdx.x; i < nq; i += blockDim.x) {
+    const double v = kWeighted ? static_cast<double>(sums[i]) : static_cast<double>(counts[i]);
+    if (v != 0.0) atomicAdd(&hist[i], v);
+  }
 }
 
 }  // namespace
@@ -47,15 +75,20 @@ at::Tensor bin_histogram_cuda(const at::Tensor& ab, const at::Tensor& centres,
   const int64_t pixels = ab.size(0) * ab.size(2) * ab.size(3);
   at::Tensor hist = at::zeros({nq}, ab.options().dtype(at::kDouble));
   if (pixels == 0) return hist;
-  const at::Tensor sorted = cuda::sort_bins(centres);
-  const size_t smem = nq * (sizeof(double) + 3 * sizeof(float));
-  cuda::allow_shared_memory(bin_histogram_kernel, smem);
-  bin_histogram_kernel<<<cuda::blocks_for(pixels), cuda::kThreads, smem,
-                         c10::cuda::getCurrentCUDAStream()>>>(
-      ab.const_data_ptr<float>(), pixel_layout(ab), sorted.const_data_ptr<float>(),
-      static_cast<int>(nq), weight ? weight->const_data_ptr<float>() : nullptr,
-      weight ? plane_layout(*weight) : PixelLayout{}, pixels, hist.mutable_data_ptr<double>());
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  const at::Tensor c = centres.contiguous();
+  const size_t smem = 3 * nq * sizeof(float);
+  auto launch = [&](auto kernel) {
+    cuda::allow_shared_memory(kernel, smem);
+    kernel<<<cuda::blocks_for(pixels), cuda::kThreads, smem, c10::cuda::getCurrentCUDAStream()>>>(
+        ab.const_data_ptr<float>(), pixel_layout(ab), c.const_data_ptr<float>(),
+        static_cast<int>(nq), weight ? weight->const_data_ptr<float>() : nullptr,
+        weight ? plane_layout(*weight) : PixelLayout{}, pixels, hist.mutable_data_ptr<double>());
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  };
+  if (weight)
+    launch(bin_histogram_kernel<true>);
+  else
+    launch(bin_histogram_kernel<false>);
   return hist;
 }
 

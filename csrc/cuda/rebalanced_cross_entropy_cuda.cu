@@ -91,60 +91,39 @@ __global__ void __launch_bounds__(cuda::kThreads) cross_entropy_generic_kernel(
 }
 
 
-// The per-pixel constants of the loss, found by one thread from the pixel's
-// ab alone (no logits): its k nearest bins, the normaliser of their Gaussian
-// weights, and w = class weight of the nearest bin x pixel weight (NaN when
-// ab is not finite, which makes the pixel's loss and gradient NaN).
-template <int Cap>
-struct PixelTarget {
-  KNearestT<Cap> nn;
-  float norm;
-  float w;
-
-  __device__ __forceinline__ PixelTarget(float a, float b, const cuda::SortedBins& bins, int k,
-                                         float inv_two_sigma2, const float* __restrict__ class_w,
-                                         float pixel_w)
-      : nn(k), norm(1.f), w(NAN) {
-    if (finite2(a, b)) {
-      nn = cuda::sweep_k_nearest<Cap>(a, b, bins, k);
-      norm = gaussian_normaliser(nn, inv_two_sigma2);
-      w = class_w[nn.idx[0]] * pixel_w;
-    }
-  }
-  __device__ __forceinline__ float t(int j, float inv_two_sigma2) const {
-    return gaussian_weight(nn.d[j], nn.d[0], inv_two_sigma2) / norm;
-  }
-};
-
-// Finishes one pixel once its log-sum-exp (m, s) is known: the loss
+// Finishes one pixel once its k nearest bins (nn, with the normaliser of
+// their Gaussian weights) and its log-sum-exp (m, s) are known: the loss
 // w * (lse * sum_j t_j - sum_j t_j z_j) from the k selected logits (read
 // again: they were just read, so from cache), and, with grad, the k selected
 // entries of the gradient rewritten as scale * w * (softmax - t), formed in
 // float32 and rounded once (the bf16-safe target term). The caller has
 // already written scale * w * softmax to every entry and made those writes
-// visible (barrier) before this overwrites k of them.
+// visible (barrier) before this overwrites k of them. w is NaN for a pixel
+// whose ab is not finite: its loss is NaN and its gradient already NaN.
 template <typename scalar_t, int Cap>
-__device__ __forceinline__ float finish_pixel(const PixelTarget<Cap>& px, int k,
+__device__ __forceinline__ float finish_pixel(const KNearestT<Cap>& nn, float w, int k,
                                               float inv_two_sigma2, float m, float s,
                                               const scalar_t* __restrict__ zp, int64_t zs,
                                               scalar_t* __restrict__ gp, int64_t gs,
                                               float scale) {
-  if (!(px.w == px.w)) return NAN;  // non-finite ab (gradient already NaN)
+  if (!(w == w)) return NAN;
+  const float norm = gaussian_normaliser(nn, inv_two_sigma2);
   const float lse = m + logf(s);
-  const float coef = scale * px.w;
+  const float coef = scale * w;
+  float z[Cap];
+  FC_UNROLL
+  for (int j = 0; j < Cap; ++j) z[j] = j < k ? static_cast<float>(zp[nn.idx[j] * zs]) : 0.f;
   float tdot = 0.f, tsum = 0.f;
   FC_UNROLL
   for (int j = 0; j < Cap; ++j) {
     if (j < k) {
-      const int32_t q = px.nn.idx[j];
-      const float z = static_cast<float>(zp[q * zs]);
-      const float t = px.t(j, inv_two_sigma2);
-      tdot += t * z;
+      const float t = gaussian_weight(nn.d[j], nn.d[0], inv_two_sigma2) / norm;
+      tdot += t * z[j];
       tsum += t;
-      if (gp) gp[q * gs] = static_cast<scalar_t>(coef * (__expf(z - m) / s - t));
+      if (gp) gp[nn.idx[j] * gs] = static_cast<scalar_t>(coef * (__expf(z[j] - m) / s - t));
     }
   }
-  return px.w * (lse * tsum - tdot);
+  return w * (lse * tsum - tdot);
 }
 
 // Tiled kernel for logits whose pixels are adjacent in memory (NCHW and
@@ -152,22 +131,32 @@ __device__ __forceinline__ float finish_pixel(const PixelTarget<Cap>& px, int k,
 // (the lanes) and all their Q logits: warp w holds bins w, w + W, w + 2W, ...
 // (R of them, in registers), so every load and store of a warp is one row of
 // 32 adjacent pixels. Each logit is read once from memory and each gradient
-// entry written once: per-warp max and sum of exponentials, combined across
-// warps through shared memory; the gradient scale * w * softmax is then
-// written from the registers, and warp 0, which also found each pixel's k
-// nearest bins while the loads were in flight, finishes the loss and
-// rewrites the k target entries.
+// entry written once:
+//  1. every thread issues its R loads, then, while they are in flight, finds
+//     the k nearest among its own bins (the same bins: a scan of ~Q/W
+//     centres, all lanes reading the same centre, so shared memory broadcasts);
+//  2. per-warp max and sum of exponentials and the per-warp nearest lists go
+//     through shared memory; every thread combines its pixel's partials in the
+//     same order (so all agree bit for bit) and takes the class weight of the
+//     overall nearest bin from the lists' heads;
+//  3. the gradient scale * w * exp(z - m) / s is written from the registers;
+//  4. warp 0 merges the W sorted lists into the k nearest (each list is
+//     left at its first entry that cannot enter) and, after a barrier,
+//     finishes the loss and rewrites the k target entries (finish_pixel).
 template <typename scalar_t, int R, int Cap>
 __global__ void __launch_bounds__(512) cross_entropy_tile_kernel(
     const scalar_t* __restrict__ logits, PixelLayout lz, const float* __restrict__ ab,
-    PixelLayout lab, const float* __restrict__ sorted, const float* __restrict__ class_w, int nq,
+    PixelLayout lab, const float* __restrict__ centres, const float* __restrict__ class_w, int nq,
     const float* __restrict__ pixel_w, PixelLayout lw, int k, float inv_two_sigma2, float scale,
     int64_t pixels, float* __restrict__ loss, scalar_t* __restrict__ grad, PixelLayout lg) {
   extern __shared__ float smem[];
   const int lane = threadIdx.x, warp = threadIdx.y, nw = blockDim.y;
-  float* part_m = smem + 3 * nq;  // [nw][32]
+  float* ca = smem;
+  float* cb = ca + nq;
+  float* part_m = cb + nq;  // [nw][32]
   float* part_s = part_m + nw * 32;
-  float* px_w = part_s + nw * 32;  // [32]
+  float* list_d = part_s + nw * 32;  // [nw][k][32]
+  int32_t* list_i = reinterpret_cast<int32_t*>(list_d + nw * k * 32);
 
   const int64_t p = static_cast<int64_t>(blockIdx.x) * 32 + lane;
   const bool valid = p < pixels;
@@ -178,20 +167,26 @@ __global__ void __launch_bounds__(512) cross_entropy_tile_kernel(
     const int q = warp + nw * r;
     z[r] = valid && q < nq ? static_cast<float>(zp[q * lz.s_c]) : -INFINITY;
   }
-  const cuda::SortedBins bins =
-      cuda::load_sorted_bins(sorted, nq, smem, warp * 32 + lane, nw * 32);
-
-  // Warp 0: the targets, from ab alone, while the logits arrive.
-  float a = NAN, b = NAN;
-  if (warp == 0 && valid) {
+  float a = 0.f, b = 0.f;
+  if (valid) {
     const int64_t off = lab.offset(p);
     a = ab[off];
     b = ab[off + lab.s_c];
   }
-  const PixelTarget<Cap> px(a, b, bins, warp == 0 && valid ? k : 1, inv_two_sigma2, class_w,
-                            pixel_w && valid && warp == 0 ? pixel_w[lw.offset(p)] : 1.f);
-  if (warp == 0) px_w[lane] = px.w;
+  cuda::load_bins(centres, nq, ca, cb);  // ends with __syncthreads()
 
+  {  // 1. the k nearest among this warp's bins
+    KNearestT<Cap> part(k);
+#pragma unroll 4
+    for (int q = warp; q < nq; q += nw) part.push(sqdist(a, b, ca[q], cb[q]), q);
+    FC_UNROLL
+    for (int j = 0; j < Cap; ++j) {
+      if (j < k) {
+        list_d[(warp * k + j) * 32 + lane] = part.d[j];
+        list_i[(warp * k + j) * 32 + lane] = part.idx[j];
+      }
+    }
+  }
   float m = cuda::kLowest;
   FC_UNROLL
   for (int r = 0; r < R; ++r) m = z[r] > m ? z[r] : m;
@@ -205,55 +200,85 @@ __global__ void __launch_bounds__(512) cross_entropy_tile_kernel(
   part_s[warp * 32 + lane] = s;
   __syncthreads();
 
-  // Every thread combines the partials of its pixel in the same order, so all
-  // agree on (M, S) bit for bit.
+  // 2. the pixel's (M, S) and the weight of its nearest bin, from the partials.
   float mm = cuda::kLowest;
   for (int v = 0; v < nw; ++v) mm = fmaxf(mm, part_m[v * 32 + lane]);
   float ss = 0.f;
-  for (int v = 0; v < nw; ++v) ss += part_s[v * 32 + lane] * __expf(part_m[v * 32 + lane] - mm);
+  float best_d = INFINITY;
+  int32_t best = INT32_MAX;
+  for (int v = 0; v < nw; ++v) {
+    ss += part_s[v * 32 + lane] * __expf(part_m[v * 32 + lane] - mm);
+    const float d = list_d[v * k * 32 + lane];
+    const int32_t i = list_i[v * k * 32 + lane];
+    if (ranks_before(d, i, best_d, best)) {
+      best_d = d;
+      best = i;
+    }
+  }
+  const float w = !finite2(a, b) ? NAN
+                  : class_w[best] * (pixel_w && valid ? pixel_w[lw.offset(p)] : 1.f);
 
+  // 3. the gradient rows.
   scalar_t* gp = grad && valid ? grad + lg.offset(p) : nullptr;
   if (gp) {
-    const float g = scale * px_w[lane] * __expf(m - mm) / ss;
+    const float g = scale * w * __expf(m - mm) / ss;
     FC_UNROLL
     for (int r = 0; r < R; ++r) {
       const int q = warp + nw * r;
       if (q < nq) gp[q * lg.s_c] = static_cast<scalar_t>(g * z[r]);
     }
   }
+  // 4. warp 0: the k nearest overall, then the loss and the k target entries.
+  KNearestT<Cap> nn(k);
+  if (warp == 0) {
+    for (int v = 0; v < nw; ++v) {
+      for (int j = 0; j < k; ++j) {  // each list is sorted: stop at its first miss
+        const float d = list_d[(v * k + j) * 32 + lane];
+        const int32_t i = list_i[(v * k + j) * 32 + lane];
+        if (!ranks_before(d, i, nn.worst, nn.worst_idx)) break;
+        nn.push(d, i);
+      }
+    }
+  }
   if (grad) __syncthreads();  // the rows are written before warp 0 rewrites k entries
   if (warp == 0 && valid)
-    loss[p] = finish_pixel<scalar_t, Cap>(px, k, inv_two_sigma2, mm, ss, zp, lz.s_c, gp, lg.s_c,
-                                          scale);
+    loss[p] = finish_pixel<scalar_t, Cap>(nn, w, k, inv_two_sigma2, mm, ss, zp, lz.s_c, gp,
+                                          lg.s_c, scale);
 }
 
 // Warp-per-pixel kernel for channels_last logits (C innermost: a pixel's Q
 // logits are contiguous). A warp owns 32 consecutive pixels: first each lane
-// finds the targets of one of them, then the warp walks the 32 pixels, its
-// lanes spanning the bins (R per lane, in registers) so that loads and stores
-// are contiguous; max and sum by shuffles. Finally each lane finishes its own
-// pixel (loss and the k target entries of the gradient).
+// finds the k nearest bins of one of them (a scan over all centres, every
+// lane reading the same one, so shared memory broadcasts), then the warp
+// walks the 32 pixels, its lanes spanning the bins (R per lane, in
+// registers) so that loads and stores are contiguous; max and sum by
+// shuffles. Finally each lane finishes its own pixel (finish_pixel).
 template <typename scalar_t, int R, int Cap>
 __global__ void __launch_bounds__(cuda::kThreads) cross_entropy_warp_kernel(
     const scalar_t* __restrict__ logits, PixelLayout lz, const float* __restrict__ ab,
-    PixelLayout lab, const float* __restrict__ sorted, const float* __restrict__ class_w, int nq,
+    PixelLayout lab, const float* __restrict__ centres, const float* __restrict__ class_w, int nq,
     const float* __restrict__ pixel_w, PixelLayout lw, int k, float inv_two_sigma2, float scale,
     int64_t pixels, float* __restrict__ loss, scalar_t* __restrict__ grad, PixelLayout lg) {
   extern __shared__ float smem[];
   const int lane = threadIdx.x & 31;
-  const cuda::SortedBins bins = cuda::load_sorted_bins(sorted, nq, smem, threadIdx.x, blockDim.x);
+  float* ca = smem;
+  float* cb = smem + nq;
+  cuda::load_bins(centres, nq, ca, cb);
   const int64_t base = (static_cast<int64_t>(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32) * 32;
   if (base >= pixels) return;  // no barrier follows
   const int64_t mine = base + lane;
   const bool valid = mine < pixels;
-  float a = NAN, b = NAN;
+  float a = 0.f, b = 0.f;
   if (valid) {
     const int64_t off = lab.offset(mine);
     a = ab[off];
     b = ab[off + lab.s_c];
   }
-  const PixelTarget<Cap> px(a, b, bins, valid ? k : 1, inv_two_sigma2, class_w,
-                            pixel_w && valid ? pixel_w[lw.offset(mine)] : 1.f);
+  KNearestT<Cap> nn(k);
+#pragma unroll 4
+  for (int q = 0; q < nq; ++q) nn.push(sqdist(a, b, ca[q], cb[q]), q);
+  const float w = !finite2(a, b) ? NAN
+                  : class_w[nn.idx[0]] * (pixel_w && valid ? pixel_w[lw.offset(mine)] : 1.f);
   float my_m = 0.f, my_s = 1.f;
   const int count = static_cast<int>(pixels - base < 32 ? pixels - base : 32);
   for (int j = 0; j < count; ++j) {
@@ -281,7 +306,7 @@ __global__ void __launch_bounds__(cuda::kThreads) cross_entropy_warp_kernel(
       my_s = s;
     }
     if (grad) {
-      const float g = scale * __shfl_sync(0xffffffffu, px.w, j) / s;
+      const float g = scale * __shfl_sync(0xffffffffu, w, j) / s;
       scalar_t* gp = grad + lg.offset(pj);
       FC_UNROLL
       for (int r = 0; r < R; ++r) {
@@ -292,7 +317,7 @@ __global__ void __launch_bounds__(cuda::kThreads) cross_entropy_warp_kernel(
   }
   __syncwarp();  // the rows are written before each lane rewrites its k entries
   if (valid)
-    loss[mine] = finish_pixel<scalar_t, Cap>(px, k, inv_two_sigma2, my_m, my_s,
+    loss[mine] = finish_pixel<scalar_t, Cap>(nn, w, k, inv_two_sigma2, my_m, my_s,
                                              logits + lz.offset(mine), lz.s_c,
                                              grad ? grad + lg.offset(mine) : nullptr, lg.s_c,
                                              scale);
@@ -363,14 +388,13 @@ std::tuple<at::Tensor, at::Tensor> rebalanced_cross_entropy_cuda(
         });
       });
     } else {
-      const at::Tensor sorted = cuda::sort_bins(c);
       FASTCOLOR_DISPATCH_TILED_TYPES(st, "rebalanced_cross_entropy_cuda", [&] {
         {
           auto launch = [&](auto kernel, dim3 grid, dim3 block, size_t smem) {
             cuda::allow_shared_memory(kernel, smem);
             kernel<<<grid, block, smem, stream>>>(
                 logits.const_data_ptr<scalar_t>(), lz, ab.const_data_ptr<float>(), lab,
-                sorted.const_data_ptr<float>(), cw.const_data_ptr<float>(), static_cast<int>(nq),
+                c.const_data_ptr<float>(), cw.const_data_ptr<float>(), static_cast<int>(nq),
                 pw, lw, static_cast<int>(k), inv_two_sigma2, static_cast<float>(scale), pixels,
                 loss_px.mutable_data_ptr<float>(),
                 compute_grad ? grad.mutable_data_ptr<scalar_t>() : nullptr, lg);
@@ -379,7 +403,7 @@ std::tuple<at::Tensor, at::Tensor> rebalanced_cross_entropy_cuda(
           cuda::with_capacity(k, [&](auto cap) {
             constexpr int Cap = decltype(cap)::value;
             if (plan.kind == CrossEntropyPlan::kTile) {
-              const size_t smem = (3 * nq + 2 * 32 * plan.warps + 32) * sizeof(float);
+              const size_t smem = (2 * nq + 2 * 32 * plan.warps + 2 * 32 * plan.warps * k) * sizeof(float);
               const dim3 grid(static_cast<unsigned>((pixels + 31) / 32)), block(32, plan.warps);
               if (plan.rows == 8)
                 launch(cross_entropy_tile_kernel<scalar_t, 8, Cap>, grid, block, smem);
@@ -388,7 +412,7 @@ std::tuple<at::Tensor, at::Tensor> rebalanced_cross_entropy_cuda(
             } else {
               const int64_t per_block = 32 * (cuda::kThreads / 32);
               const dim3 grid(static_cast<unsigned>((pixels + per_block - 1) / per_block));
-              const size_t smem = 3 * nq * sizeof(float);
+              const size_t smem = 2 * nq * sizeof(float);
               cuda::with_warp_rows(plan.rows, [&](auto rows) {
                 launch(cross_entropy_warp_kernel<scalar_t, decltype(rows)::value, Cap>, grid,
                        dim3(cuda::kThreads), smem);

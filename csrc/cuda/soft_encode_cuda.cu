@@ -7,16 +7,18 @@
 namespace fastcolor {
 namespace {
 
-// One thread per pixel: the k nearest bins by the sorted sweep, then zeros
-// written in a coalesced pass over q and the k weights over them (the same
-// thread, so in order).
+// One thread per pixel: the k nearest bins by a scan of every bin (shared
+// memory, broadcast), then zeros written in a coalesced pass over q and the k
+// weights over them (the same thread, so in order).
 template <int Cap>
 __global__ void __launch_bounds__(cuda::kThreads)
     soft_encode_kernel(const float* __restrict__ ab, PixelLayout l,
-                       const float* __restrict__ sorted, int nq, int k,
+                       const float* __restrict__ centres, int nq, int k,
                        float inv_two_sigma2, int64_t pixels, float* __restrict__ out) {
   extern __shared__ float smem[];
-  const cuda::SortedBins bins = cuda::load_sorted_bins(sorted, nq, smem, threadIdx.x, blockDim.x);
+  float* ca = smem;
+  float* cb = smem + nq;
+  cuda::load_bins(centres, nq, ca, cb);
   for (int64_t p = cuda::first_pixel(); p < pixels; p += cuda::pixel_stride()) {
     const int64_t off = l.offset(p);
     const float a = ab[off], b = ab[off + l.s_c];
@@ -25,7 +27,8 @@ __global__ void __launch_bounds__(cuda::kThreads)
       for (int q = 0; q < nq; ++q) px[q * l.hw] = NAN;
       continue;
     }
-    const KNearestT<Cap> nn = cuda::sweep_k_nearest<Cap>(a, b, bins, k);
+    KNearestT<Cap> nn(k);
+    for (int q = 0; q < nq; ++q) nn.push(sqdist(a, b, ca[q], cb[q]), q);
     const float norm = gaussian_normaliser(nn, inv_two_sigma2);
     for (int q = 0; q < nq; ++q) px[q * l.hw] = 0.f;
     FC_UNROLL
@@ -46,13 +49,13 @@ at::Tensor soft_encode_cuda(const at::Tensor& ab, const at::Tensor& centres, int
   at::Tensor out = at::empty({n, nq, h, w}, ab.options());
   const int64_t pixels = n * h * w;
   if (pixels == 0) return out;
-  const at::Tensor sorted = cuda::sort_bins(centres);
-  const size_t smem = 3 * nq * sizeof(float);
+  const at::Tensor c = centres.contiguous();
+  const size_t smem = 2 * nq * sizeof(float);
   const float inv_two_sigma2 = static_cast<float>(0.5 / (sigma * sigma));
   cuda::with_capacity(k, [&](auto cap) {
     soft_encode_kernel<decltype(cap)::value>
         <<<cuda::blocks_for(pixels), cuda::kThreads, smem, c10::cuda::getCurrentCUDAStream()>>>(
-            ab.const_data_ptr<float>(), pixel_layout(ab), sorted.const_data_ptr<float>(),
+            ab.const_data_ptr<float>(), pixel_layout(ab), c.const_data_ptr<float>(),
             static_cast<int>(nq), static_cast<int>(k), inv_two_sigma2, pixels,
             out.mutable_data_ptr<float>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
