@@ -81,7 +81,11 @@ def test_annealed_mean_variants(device, q, layout, dtype, gen):
             g = torch.randn(n, 2, h, w_, generator=gen).to(device)
             (grad,) = torch.autograd.grad(ops.annealed_mean(zz, c, t), zz, g)
             (ref_grad,) = torch.autograd.grad(reference.annealed_mean(zr, c, t), zr, g)
+            # grad_q = p_q / T * (g . c_q - g . ab): the difference of two sums of
+            # terms up to ~|g| 100 cancels, so float32 agrees to ~1e-7 of those
+            # terms, i.e. a few 1e-6 of the largest gradient (seen: 2.7e-6 at Q = 500).
             rtol, atol = GRAD_TOL[dtype]
+            atol = max(atol, 1e-5)
             torch.testing.assert_close(grad, ref_grad, rtol=rtol, atol=atol * float(ref_grad.abs().max()))
 
 
