@@ -12,11 +12,13 @@ from .codebook import Codebook
 from .prior import estimate_prior, imagenet_prior, prior_from_counts, rebalance_weights, smooth_prior
 from .color import lab_to_rgb, rgb_to_gray, rgb_to_lab, rgb_to_yuv, yuv_to_rgb
 from .ops import annealed_mean, bin_histogram, nearest_bin, rebalanced_cross_entropy, soft_encode
+from .inference import Colorizer
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Codebook",
+    "Colorizer",
     "annealed_mean",
     "estimate_prior",
     "imagenet_prior",

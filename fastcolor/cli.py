@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from . import __version__
+from ._io import write_bytes_atomic
 
 __all__ = ["main"]
 
@@ -350,19 +351,7 @@ def _evaluate(args):
 
 
 def _write_json(path, obj):
-    import os
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_bytes_atomic(path, (json.dumps(obj, indent=2) + "\n").encode())
 
 
 # ------------------------------------------------------------------ parser

@@ -14,7 +14,6 @@ A Codebook holds (Q, 2) float32 centres plus the chroma space ("lab": a*b*,
 import functools
 import json
 import os
-import tempfile
 
 import numpy as np
 import safetensors
@@ -24,6 +23,7 @@ from PIL import Image, ImageOps
 from tqdm.auto import tqdm
 
 from . import ops
+from ._io import atomic_path
 from .color import rgb_to_lab, rgb_to_yuv
 
 __all__ = ["Codebook"]
@@ -284,20 +284,8 @@ class Codebook:
             "grid_step": json.dumps(list(self.grid_step)),
             "name": json.dumps(self.name),
         }
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".codebook-", suffix=".tmp")
-        os.close(fd)
-        try:
+        with atomic_path(path) as tmp:
             safetensors.torch.save_file({"centres": self.centres.cpu().contiguous()}, tmp, metadata=metadata)
-            os.chmod(tmp, 0o644)  # mkstemp creates it private
-            with open(tmp, "rb") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.remove(tmp)
-            except FileNotFoundError:
-                pass
-            raise
 
     @classmethod
     def load(cls, path):

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import glob
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps
+
+from ._io import atomic_path
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -193,14 +194,6 @@ def save_image_atomic(path, rgb, alpha=None, **save_kwargs):
         im.putalpha(Image.fromarray(a[..., 0], "L"))
     if fmt in ("JPEG", "WEBP"):
         save_kwargs.setdefault("quality", 95)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=ext)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            im.save(f, format=fmt, **save_kwargs)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path, suffix=ext) as tmp:
+        im.save(tmp, format=fmt, **save_kwargs)
     return path

@@ -17,7 +17,6 @@ a model, its codebook and free-form metadata in one safetensors file.
 import json
 import math
 import os
-import tempfile
 
 import safetensors
 import safetensors.torch
@@ -25,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._io import atomic_path
 from .codebook import Codebook
 from .ops import MAX_BINS
 
@@ -372,20 +372,8 @@ def save_model(path, model, codebook, meta=None, class_weights=None):
     }
     metadata = {"format": _FORMAT, "version": str(_VERSION), "fastcolor": json.dumps(header)}
 
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".model-", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         safetensors.torch.save_file(tensors, tmp, metadata=metadata)
-        os.chmod(tmp, 0o644)  # mkstemp creates it private
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.remove(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def load_model(path, map_location="cpu"):

@@ -30,9 +30,10 @@ from __future__ import annotations
 import fnmatch
 import os
 import struct
-import tempfile
 import zlib
 from pathlib import Path
+
+from ._io import write_bytes_atomic
 
 MAGIC = b"qres"
 COMPRESSED = 0x01
@@ -210,15 +211,7 @@ class RccArchive:
             target = (dest / name).resolve()
             if root not in target.parents:  # names with ".." must not escape dest
                 raise ValueError(f"{self.name}: file name {name!r} points outside the destination")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(self.read(name))
-                os.replace(tmp, target)
-            except BaseException:
-                os.unlink(tmp)
-                raise
+            write_bytes_atomic(target, self.read(name))
             written.append(target)
         return written
 

@@ -64,6 +64,8 @@ from urllib.parse import unquote
 
 from tqdm import tqdm
 
+from ._io import write_bytes_atomic
+
 RECIPE_VERSION = 3
 MIN_SIDE = 200
 MAX_TRANSPARENT = 0.01
@@ -416,17 +418,7 @@ def _sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def _write_atomic(path: Path, data: bytes):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+_write_atomic = write_bytes_atomic
 
 
 def write_manifest(out_dir: Path, manifest: dict):

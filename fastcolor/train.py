@@ -49,7 +49,6 @@ import math
 import os
 import random
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Optional
@@ -63,6 +62,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import _backend, color, nn as fcnn
+from ._io import atomic_path
 from .codebook import Codebook
 from .ops import bin_histogram
 from .prior import prior_from_counts, rebalance_weights
@@ -416,22 +416,8 @@ def _decode(config, decoder, out, size):
 
 def _atomic_write(path, write):
     """write(tmp_path), then rename over path (same folder), fsynced."""
-    path = os.fspath(path)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix="." + os.path.basename(path) + "-",
-                               suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         write(tmp)
-        os.chmod(tmp, 0o644)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.remove(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def _write_text(path, text):

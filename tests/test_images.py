@@ -166,7 +166,8 @@ def test_save_image_atomic_roundtrip(tmp_path, gen, suffix):
     rgb = torch.randint(0, 256, (3, 9, 11), dtype=torch.uint8, generator=gen)
     alpha = torch.randint(0, 256, (1, 9, 11), dtype=torch.uint8, generator=gen)
     path = tmp_path / f"out{suffix}"
-    kw = {"lossless": True} if suffix == ".webp" else {}
+    # exact: lossless WebP may otherwise rewrite the colour of fully transparent pixels
+    kw = {"lossless": True, "exact": True} if suffix == ".webp" else {}
     save_image_atomic(path, rgb, alpha, **kw)
     back, back_alpha = load_image(path)
     if suffix == ".jpg":
