@@ -107,11 +107,21 @@ def _write_outputs(args, target, result, original_rgb):
         save_image_atomic(_sidecar(target, "confidence"), torch.cat([_heat(c1), _heat(c2)], dim=-1))
 
 
+def _load_colorizer(args):
+    """The Colorizer of --model/--device/--backend, or None after one error line."""
+    from .inference import Colorizer
+
+    try:
+        return Colorizer.load(args.model, device=args.device, backend=args.backend)
+    except (OSError, ValueError) as exc:
+        print(f"fastcolor: error: {exc}", file=sys.stderr)
+        return None
+
+
 def _colorize(args):
     from tqdm.auto import tqdm
 
     from .images import IMAGE_EXTENSIONS, load_image
-    from .inference import Colorizer
 
     out = Path(args.output)
     single = (len(args.inputs) == 1 and Path(args.inputs[0]).is_file()
@@ -134,10 +144,8 @@ def _colorize(args):
         print(f"fastcolor: error: refusing to overwrite the input {overwrites[0]} (choose another -o or --suffix)",
               file=sys.stderr)
         return 2
-    try:
-        colorizer = Colorizer.load(args.model, device=args.device, backend=args.backend)
-    except (OSError, ValueError) as exc:
-        print(f"fastcolor: error: {exc}", file=sys.stderr)
+    colorizer = _load_colorizer(args)
+    if colorizer is None:
         return 2
 
     failed = 0
@@ -197,7 +205,6 @@ def _demo_rows(colorizer, temperature, height):
 
 def _demo(args):
     from .images import save_image_atomic
-    from .inference import Colorizer
 
     try:
         import skimage.data  # noqa: F401
@@ -205,10 +212,8 @@ def _demo(args):
         print("fastcolor: error: the demo colorizes scikit-image's sample photos; install scikit-image "
               "(pip install scikit-image) or run 'fastcolor colorize PHOTO -o OUT --compare'", file=sys.stderr)
         return 2
-    try:
-        colorizer = Colorizer.load(args.model, device=args.device, backend=args.backend)
-    except (OSError, ValueError) as exc:
-        print(f"fastcolor: error: {exc}", file=sys.stderr)
+    colorizer = _load_colorizer(args)
+    if colorizer is None:
         return 2
     grid = _demo_rows(colorizer, args.temperature, args.height)
     out = Path(args.output)
