@@ -7,7 +7,6 @@
 #include <limits>
 #include <algorithm>
 #include <tuple>
-#include <type_traits>
 
 #include "cuda_common.cuh"
 #include "fastcolor/host.h"
@@ -443,44 +442,35 @@ at::Tensor annealed_mean_backward_cuda(const at::Tensor& grad_ab, const at::Tens
   const size_t smem = 2 * nq * sizeof(float);
   const auto stream = c10::cuda::getCurrentCUDAStream();
   const PixelLayout lz = pixel_layout(logits);
-  if (logits.scalar_type() == at::kDouble) {
-    AT_DISPATCH_FLOATING_TYPES(
-      logits.scalar_type(), "annealed_mean_backward_cuda", [&] {
-        using acc_t = at::opmath_type<scalar_t>;
-        const acc_t inv_t = inverse_temperature<acc_t>(temperature);
-        {
-          annealed_mean_backward_generic_kernel<scalar_t>
-              <<<cuda::blocks_for(pixels), cuda::kThreads, smem, stream>>>(
-                  grad_ab.const_data_ptr<acc_t>(), pixel_layout(grad_ab),
-                  logits.const_data_ptr<scalar_t>(), lz, c.const_data_ptr<float>(), nq,
-                  ab.const_data_ptr<acc_t>(), pixel_layout(ab), stats.const_data_ptr<acc_t>(),
-                  pixel_layout(stats), inv_t, pixels, grad.mutable_data_ptr<scalar_t>(),
-                  pixel_layout(grad));
-          C10_CUDA_KERNEL_LAUNCH_CHECK();
-        }
-      });
+  if (logits.scalar_type() == at::kDouble) {  // the tiled kernels serve the other dtypes
+    annealed_mean_backward_generic_kernel<double>
+        <<<cuda::blocks_for(pixels), cuda::kThreads, smem, stream>>>(
+            grad_ab.const_data_ptr<double>(), pixel_layout(grad_ab),
+            logits.const_data_ptr<double>(), lz, c.const_data_ptr<float>(), nq,
+            ab.const_data_ptr<double>(), pixel_layout(ab), stats.const_data_ptr<double>(),
+            pixel_layout(stats), inverse_temperature<double>(temperature), pixels,
+            grad.mutable_data_ptr<double>(), pixel_layout(grad));
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
     return grad;
   }
   FASTCOLOR_DISPATCH_TILED_TYPES(
       logits.scalar_type(), "annealed_mean_backward_cuda", [&] {
         const float inv_t = inverse_temperature<float>(temperature);
-        {
-          auto launch = [&](auto kernel, int64_t blocks) {
-            cuda::allow_shared_memory(kernel, smem);
-            kernel<<<static_cast<unsigned>(blocks), cuda::kThreads, smem, stream>>>(
-                grad_ab.const_data_ptr<float>(), pixel_layout(grad_ab),
-                logits.const_data_ptr<scalar_t>(), lz, c.const_data_ptr<float>(), nq,
-                ab.const_data_ptr<float>(), pixel_layout(ab), stats.const_data_ptr<float>(),
-                pixel_layout(stats), inv_t, pixels, grad.mutable_data_ptr<scalar_t>(),
-                pixel_layout(grad));
-            C10_CUDA_KERNEL_LAUNCH_CHECK();
-          };
-          if (lz.s_c == 1 && nq > 1)
-            launch(annealed_mean_backward_tile_kernel<scalar_t, true>,
-                   (pixels + cuda::kThreads / 32 - 1) / (cuda::kThreads / 32));
-          else
-            launch(annealed_mean_backward_tile_kernel<scalar_t, false>, (pixels + 31) / 32);
-        }
+        auto launch = [&](auto kernel, int64_t blocks) {
+          cuda::allow_shared_memory(kernel, smem);
+          kernel<<<static_cast<unsigned>(blocks), cuda::kThreads, smem, stream>>>(
+              grad_ab.const_data_ptr<float>(), pixel_layout(grad_ab),
+              logits.const_data_ptr<scalar_t>(), lz, c.const_data_ptr<float>(), nq,
+              ab.const_data_ptr<float>(), pixel_layout(ab), stats.const_data_ptr<float>(),
+              pixel_layout(stats), inv_t, pixels, grad.mutable_data_ptr<scalar_t>(),
+              pixel_layout(grad));
+          C10_CUDA_KERNEL_LAUNCH_CHECK();
+        };
+        if (lz.s_c == 1 && nq > 1)
+          launch(annealed_mean_backward_tile_kernel<scalar_t, true>,
+                 (pixels + cuda::kThreads / 32 - 1) / (cuda::kThreads / 32));
+        else
+          launch(annealed_mean_backward_tile_kernel<scalar_t, false>, (pixels + 31) / 32);
       });
   return grad;
 }

@@ -6,8 +6,6 @@
 #include <limits>
 #include <optional>
 #include <tuple>
-#include <type_traits>
-#include <utility>
 
 #include "cuda_common.cuh"
 #include "fastcolor/host.h"
