@@ -67,8 +67,8 @@ def one_thread():
 
 
 TINY_UNET = ["--arch", "colorunet", "--width", "0.25", "--codebook", "data", "--bins", "8", "--space", "yuv",
-             "--crop", "32", "--batch", "4", "--no-progress"]
-TINY_ECCV = ["--arch", "eccv16", "--width", "0.125", "--crop", "32", "--batch", "3", "--no-progress"]
+             "--crop", "32", "--batch", "4", "--no-progress", "--device", "cpu"]
+TINY_ECCV = ["--arch", "eccv16", "--width", "0.125", "--crop", "32", "--batch", "3", "--no-progress", "--device", "cpu"]
 
 
 def read_log(run):
@@ -102,7 +102,7 @@ def test_run_writes_files_and_learns(photos, tmp_path):
     run = tmp_path / "run"
     cfg = tr.TrainConfig(data=str(photos), out=str(run), arch="colorunet", width=0.25, codebook="data", bins=8,
                          space="yuv", crop=32, batch=4, steps=30, lr=3e-3, log_every=1, val_every=15,
-                         ckpt_every=15, progress=False)
+                         ckpt_every=15, progress=False, device="cpu")
     assert tr.train(cfg) == run
     for name in ("model.safetensors", "checkpoint.safetensors", "log.jsonl", "config.json"):
         assert (run / name).is_file(), name
@@ -129,7 +129,7 @@ def test_time_limit_ends_the_run_with_a_complete_model(photos, tmp_path):
     run = tmp_path / "run"
     cfg = tr.TrainConfig(data=str(photos), out=str(run), arch="colorunet", width=0.25, codebook="data", bins=8,
                          space="yuv", crop=32, batch=4, steps=100000, time_limit=1.0, lr=3e-3, log_every=1,
-                         val_every=100000, ckpt_every=100000, progress=False)
+                         val_every=100000, ckpt_every=100000, progress=False, device="cpu")
     tr.train(cfg)
     log = read_log(run)
     stop = [r for r in log if r.get("stopped") == "time limit"]
@@ -213,7 +213,7 @@ def test_ddp_on_gloo_shards_the_data(photos, tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "fastcolor.train", *map(str, TINY_UNET), "--data", str(photos), "--out", str(run),
            "--steps", "4", "--batch", "3", "--log-every", "2", "--val-every", "4", "--ckpt-every", "2",
-           "--log-data-order", "--device", "cpu"]
+           "--log-data-order"]
     done = subprocess.run(cmd, cwd=ROOT, env=THREADS_ENV, capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -239,7 +239,7 @@ def test_ddp_on_gloo_shards_the_data(photos, tmp_path):
 def test_l2_loss_runs_and_saves_a_regression_model(photos, tmp_path):
     run = tmp_path / "l2"
     cfg = tr.TrainConfig(data=str(photos), out=str(run), arch="eccv16", width=0.125, loss="l2", crop=32, batch=3,
-                         steps=3, log_every=1, val_every=3, progress=False)
+                         steps=3, log_every=1, val_every=3, progress=False, device="cpu")
     tr.train(cfg)
     log = read_log(run)
     assert all(np.isfinite(r["loss"]) for r in log if "loss" in r)
@@ -253,7 +253,7 @@ def test_reference_backend_gives_the_fused_loss(photos, tmp_path):
     losses = {}
     for backend in ("fused", "reference"):
         cfg = tr.TrainConfig(data=str(photos), out=str(tmp_path / backend), arch="eccv16", width=0.125, crop=32,
-                             batch=3, steps=1, log_every=1, val="none", progress=False, backend=backend)
+                             batch=3, steps=1, log_every=1, val="none", progress=False, backend=backend, device="cpu")
         tr.train(cfg)
         losses[backend] = read_log(tmp_path / backend)[0]["loss"]
     assert fastcolor.get_backend() == "kernels"  # train() restores the backend it found
@@ -281,3 +281,52 @@ def test_bad_input_fails_clearly(photos, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "arch" in err and "colorunet" in err and "eccv16" in err
     assert tr.main([*base, "--overwrite"]) == 0
+
+
+def test_bf16_autocast_trains_on_the_cpu(photos, tmp_path):
+    """The GPU recipe's precision (amp="bf16": bf16 logits into the fused loss
+    and decoder) run on the CPU, where autocast supports bf16 too."""
+    run = tmp_path / "bf16"
+    cfg = tr.TrainConfig(data=str(photos), out=str(run), arch="colorunet", width=0.25, codebook="data", bins=8,
+                         space="yuv", crop=32, batch=4, steps=30, lr=3e-3, log_every=1, val_every=30,
+                         ckpt_every=30, progress=False, device="cpu", amp="bf16")
+    tr.train(cfg)
+    log = read_log(run)
+    losses = [r["loss"] for r in log if "loss" in r]
+    assert len(losses) == 30 and all(np.isfinite(losses))
+    assert np.mean(losses[-8:]) < np.mean(losses[:8])
+    val = [r for r in log if "val_auc" in r][0]
+    assert np.isfinite(val["val_loss"]) and 0 <= val["val_auc"] <= 1
+    assert json.loads((run / "config.json").read_text())["amp"] == "bf16"
+    model, _, _ = load_model(run / "model.safetensors")
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # autocast keeps the weights in float32
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_training_matches_the_cpu_and_learns_in_bf16(photos, tmp_path):
+    """One GPU: the default device and precision (cuda, bf16 autocast, channels_last).
+    In float32 the first step's loss equals the CPU's (same weights and crops; the
+    noise on L is off because CUDA draws other random numbers)."""
+    first = {}
+    for device in ("cpu", "cuda"):
+        cfg = tr.TrainConfig(data=str(photos), out=str(tmp_path / device), arch="eccv16", width=0.125, crop=32,
+                             batch=3, steps=1, log_every=1, val="none", progress=False, device=device, amp="off",
+                             light_noise=0.0)
+        tr.train(cfg)
+        first[device] = read_log(tmp_path / device)[0]["loss"]
+    assert first["cuda"] == pytest.approx(first["cpu"], rel=1e-2)  # cuDNN may use TF32 convolutions
+
+    run = tmp_path / "bf16"
+    cfg = tr.TrainConfig(data=str(photos), out=str(run), arch="colorunet", width=0.25, codebook="data", bins=8,
+                         space="yuv", crop=32, batch=4, steps=30, lr=3e-3, log_every=1, val_every=30,
+                         ckpt_every=30, progress=False)
+    tr.train(cfg)
+    config = json.loads((run / "config.json").read_text())
+    assert config["device"] == "cuda" and config["amp"] == "bf16"
+    log = read_log(run)
+    losses = [r["loss"] for r in log if "loss" in r]
+    assert len(losses) == 30 and all(np.isfinite(losses))
+    assert np.mean(losses[-8:]) < np.mean(losses[:8])
+    val = [r for r in log if "val_auc" in r][0]
+    assert np.isfinite(val["val_loss"]) and 0 <= val["val_auc"] <= 1
+    load_model(run / "model.safetensors")  # loads on the CPU
