@@ -10,6 +10,8 @@ and smaller ones on the CPU.
     python benchmarks/bench_ops.py                 # the GPU if there is one
     python benchmarks/bench_ops.py --device cpu --json out.json
     python benchmarks/bench_ops.py --no-compile    # skip the torch.compile column
+    python benchmarks/bench_ops.py --once          # call each fastcolor op once, no timing
+                                                   # (for a profiler: benchmarks/profile_kernels.sh)
 """
 
 import argparse
@@ -295,16 +297,42 @@ def table(device, cases, bw):
     return "\n".join(lines)
 
 
+def run_once(device, cases):
+    """Each case's fastcolor implementation called once more after a warm-up
+    call; on a GPU only that second call runs between cudaProfilerStart and
+    cudaProfilerStop, so `ncu --profile-from-start off` sees just it."""
+    gen = torch.Generator().manual_seed(0)
+    for case in cases:
+        z, ab, centres, weights, sigma = make_inputs(case, device, gen)
+        with torch.no_grad() if case.op not in ("loss", "decode_fb") else torch.enable_grad():
+            fn = implementations(case, z, ab, centres, weights, sigma, False)["kernel"]
+            fn()
+            if device == "cuda":
+                torch.cuda.synchronize()
+                torch.cuda.cudart().cudaProfilerStart()
+            fn()
+            if device == "cuda":
+                torch.cuda.synchronize()
+                torch.cuda.cudart().cudaProfilerStop()
+        print(f"  ran {case.op} {case.label} {case.shape} {str(case.dtype).replace('torch.', '')}"
+              f"{' NHWC' if case.channels_last else ''}", file=sys.stderr, flush=True)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--no-compile", action="store_true", help="skip torch.compile of the reference")
     p.add_argument("--json", help="also write the results to this file")
+    p.add_argument("--once", action="store_true", help="call each fastcolor op once, untimed (for a profiler)")
     args = p.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda, but no CUDA device is visible")
     cases = GPU_CASES if args.device == "cuda" else CPU_CASES
     print(json.dumps(fastcolor.backend_info()), file=sys.stderr)
+    if args.once:
+        run_once(args.device, cases)
+        return
+
     def write_json(bw):  # after every case, so that a run cut short keeps what it measured
         if not args.json:
             return

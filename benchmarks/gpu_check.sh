@@ -14,8 +14,11 @@
 # 4. then, alone on the GPU, the op benchmarks (DESIGN.md section 3) and the
 #    ECCV16 training-step benchmark;
 # and prints the summaries and the benchmark tables last.
+# 5. optionally (PROFILE=1) Nsight Compute over one call of each benchmark case
+#    (benchmarks/profile_kernels.sh: DRAM %, occupancy, stall reasons per kernel).
 # SKIP_BENCH=1 skips 4; SKIP_SANITIZER=1 skips the sanitizers; FULL=1 also runs the whole suite.
-# Each stage has a time limit (TEST_TIMEOUT, SANITIZER_TIMEOUT, BENCH_TIMEOUT, STEP_TIMEOUT, seconds).
+# Each stage has a time limit (TEST_TIMEOUT, SANITIZER_TIMEOUT, BENCH_TIMEOUT, STEP_TIMEOUT,
+# PROFILE_TIMEOUT, seconds).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/fastcolor-gpu}
@@ -82,6 +85,14 @@ if [ "${SKIP_BENCH:-0}" != "1" ]; then
   [ "$step_rc" = 0 ] || bench_rc=$step_rc
 fi
 
+profile_rc=0
+if [ "${PROFILE:-0}" = "1" ]; then
+  t0=$(date +%s)
+  OUT="$OUT" timeout "${PROFILE_TIMEOUT:-240}" bash benchmarks/profile_kernels.sh >"$LOG/profile.txt" 2>&1
+  profile_rc=$?
+  echo "ncu profile: $(( $(date +%s) - t0 )) s, rc=$profile_rc"
+fi
+
 if [ "${FULL:-0}" = "1" ]; then  # the whole suite, CPU tests under this machine's torch too
   deselect=()
   if [ ! -d ../shared/reference ]; then  # the released ECCV16 files live beside the repo, not in it
@@ -108,4 +119,8 @@ if [ "${SKIP_BENCH:-0}" != "1" ]; then
   tail -n 3 "$LOG/train_step.err"
   cat "$LOG/train_step.txt"
 fi
-[ "$tests_rc" = 0 ] && [ "$san_rc" = 0 ] && [ "$bench_rc" = 0 ]
+if [ "${PROFILE:-0}" = "1" ]; then
+  echo "=== ncu profile ==="
+  cat "$LOG/profile.txt"
+fi
+[ "$tests_rc" = 0 ] && [ "$san_rc" = 0 ] && [ "$bench_rc" = 0 ] && [ "$profile_rc" = 0 ]
