@@ -50,6 +50,7 @@ import os
 import random
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Optional
 
@@ -317,16 +318,15 @@ def _gray_threshold(space):
 
 def _stats_images(files, max_side, progress):
     """The training images as float (3, h, w) tensors in [0, 1], downscaled to at
-    most max_side (area-like antialiasing); unreadable files are skipped."""
+    most max_side (area-like antialiasing); unreadable files are skipped.
+    Decoded by a few threads (Pillow releases the GIL), in the order of files."""
     from .images import ImageReadError, load_image
 
-    out, skipped = [], []
-    for path in tqdm(files, desc="reading", leave=False, disable=not progress):
+    def read(path):
         try:
             rgb, alpha = load_image(path)
         except ImageReadError as exc:
-            skipped.append((str(path), str(exc)))
-            continue
+            return None, str(exc)
         x = rgb.float().div_(255)[None]
         if alpha is not None:  # over white, as ImageFolder serves it
             a = alpha.float().div_(255)[None]
@@ -336,7 +336,17 @@ def _stats_images(files, max_side, progress):
             s = max_side / max(h, w)
             size = (max(1, round(h * s)), max(1, round(w * s)))
             x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False).clamp_(0, 1)
-        out.append(x[0])
+        return x[0], None
+
+    out, skipped = [], []
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        results = pool.map(read, files)
+        for path, (x, reason) in tqdm(zip(files, results), total=len(files), desc="reading", leave=False,
+                                      disable=not progress):
+            if x is None:
+                skipped.append((str(path), reason))
+            else:
+                out.append(x)
     return out, skipped
 
 
