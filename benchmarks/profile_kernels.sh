@@ -8,9 +8,7 @@
 #   bash benchmarks/profile_kernels.sh      # writes $OUT/logs/kernels.{ncu-rep,csv,txt}
 set -uo pipefail
 cd "$(dirname "$0")/.."
-OUT=${OUT:-/tmp/fastcolor-gpu}
-LOG="$OUT/logs"
-mkdir -p "$LOG"
+LOG=${OUT:-/tmp/fastcolor-gpu}/logs && mkdir -p "$LOG"
 PY=${PYTHON:-python3}
 NCU=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
 kernels='regex:cross_entropy|annealed_mean|nearest_bin|soft_encode|bin_histogram'

@@ -75,6 +75,16 @@ def read_log(run):
     return [json.loads(line) for line in (Path(run) / "log.jsonl").read_text().splitlines()]
 
 
+def assert_learned(run, steps):
+    """steps finite training losses, the last ones lower than the first, and a sane validation."""
+    log = read_log(run)
+    losses = [r["loss"] for r in log if "loss" in r]
+    assert len(losses) == steps and all(np.isfinite(losses))
+    assert np.mean(losses[-8:]) < np.mean(losses[:8])
+    val = [r for r in log if "val_auc" in r][-1]
+    assert np.isfinite(val["val_loss"]) and 0 <= val["val_auc"] <= 1
+
+
 def weights(run):
     return safetensors.torch.load_file(str(Path(run) / "model.safetensors"))
 
@@ -291,12 +301,7 @@ def test_bf16_autocast_trains_on_the_cpu(photos, tmp_path):
                          space="yuv", crop=32, batch=4, steps=30, lr=3e-3, log_every=1, val_every=30,
                          ckpt_every=30, progress=False, device="cpu", amp="bf16")
     tr.train(cfg)
-    log = read_log(run)
-    losses = [r["loss"] for r in log if "loss" in r]
-    assert len(losses) == 30 and all(np.isfinite(losses))
-    assert np.mean(losses[-8:]) < np.mean(losses[:8])
-    val = [r for r in log if "val_auc" in r][0]
-    assert np.isfinite(val["val_loss"]) and 0 <= val["val_auc"] <= 1
+    assert_learned(run, 30)
     assert json.loads((run / "config.json").read_text())["amp"] == "bf16"
     model, _, _ = load_model(run / "model.safetensors")
     assert all(p.dtype == torch.float32 for p in model.parameters())  # autocast keeps the weights in float32
@@ -323,10 +328,5 @@ def test_cuda_training_matches_the_cpu_and_learns_in_bf16(photos, tmp_path):
     tr.train(cfg)
     config = json.loads((run / "config.json").read_text())
     assert config["device"] == "cuda" and config["amp"] == "bf16"
-    log = read_log(run)
-    losses = [r["loss"] for r in log if "loss" in r]
-    assert len(losses) == 30 and all(np.isfinite(losses))
-    assert np.mean(losses[-8:]) < np.mean(losses[:8])
-    val = [r for r in log if "val_auc" in r][0]
-    assert np.isfinite(val["val_loss"]) and 0 <= val["val_auc"] <= 1
+    assert_learned(run, 30)
     load_model(run / "model.safetensors")  # loads on the CPU
