@@ -487,11 +487,33 @@ def test_cuda_loss_never_materialises_dense_targets(dtype, gen, zhang_centres, z
     loss = ops.rebalanced_cross_entropy(z, ab, c, w)
     torch.cuda.synchronize()
     assert torch.cuda.max_memory_allocated() - base <= logits_bytes + 64 * pixels + (1 << 20)
-    # The backward scales the stored gradient into a new tensor, which autograd
-    # may copy into z.grad: at most two more logits-sized buffers.
+    # loss.backward() hands the stored gradient on as z.grad (no scaled copy,
+    # no clone by autograd): fwd+bwd peaks at the logits plus one gradient plus
+    # O(pixels), the target of issue 3.
     loss.backward()
     torch.cuda.synchronize()
-    assert torch.cuda.max_memory_allocated() - base <= 3 * logits_bytes + 64 * pixels + (1 << 20)
+    assert torch.cuda.max_memory_allocated() - base <= logits_bytes + 64 * pixels + (1 << 20)
+    assert z.grad.shape == z.shape
+
+
+@pytest.mark.parametrize("scale_by", [None, 2.0])
+def test_loss_backward_allocates_one_gradient_on_the_cpu(scale_by, gen, zhang_centres, zhang_weights):
+    """Forward + loss.backward() allocate one logits-sized buffer (the stored
+    gradient, which becomes z.grad); a grad_output other than 1 costs one more
+    (the scaled copy). Counted with the profiler's allocation events."""
+    from torch.profiler import ProfilerActivity, profile
+
+    z = rand_logits(gen, 2, 313, 24, 20).requires_grad_()
+    ab = rand_ab(gen, 2, 24, 20)
+    nbytes = z.numel() * z.element_size()
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        loss = ops.rebalanced_cross_entropy(z, ab, zhang_centres, zhang_weights)
+        (loss if scale_by is None else loss * scale_by).backward()
+    # The innermost events that allocated a logits-sized buffer (an op's usage includes its children's).
+    big = [e.name for e in prof.events() if e.cpu_memory_usage >= nbytes
+           and not any(c.cpu_memory_usage >= nbytes for c in e.cpu_children)]
+    assert len(big) == (1 if scale_by is None else 2), big
+    assert z.grad.shape == z.shape
 
 
 # ---------------------------------------------------- opcheck, torch.compile
