@@ -387,8 +387,9 @@ def _model_options(p):
     p.add_argument("--model", metavar="PATH",
                    help="model.safetensors or a training run directory (default: the bundled model)")
     p.add_argument("--temperature", "-t", type=_temperature, metavar="T",
-                   help="annealed-mean temperature: 0 = the most likely colour (vivid), 1 = the mean "
-                        "(dull); default: the model's (0.38, as in the paper)")
+                   help="annealed-mean temperature: 0 = the most likely colour (vivid), 1 = the mean; "
+                        "default: the one stored with the model (fastcolor train stores the paper's 0.38; "
+                        "the bundled model's, chosen on its validation photos, is 1.0)")
     p.add_argument("--batch-size", type=_positive, default=8, metavar="N", help="images per network batch (8)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                    help="auto = CUDA when available (default)")

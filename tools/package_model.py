@@ -47,6 +47,7 @@ def main(argv=None):
     p.add_argument("--temperature", type=float, default=None,
                    help="annealed-mean T to ship (chosen on the validation photos); default: the run's (0.38)")
     p.add_argument("--temperature-note", default="", help="why that T, for the card")
+    p.add_argument("--note", action="append", default=[], help="one more bullet for the card's Training section")
     args = p.parse_args(argv)
 
     results = {}
@@ -169,7 +170,7 @@ run `{run.name}`; the numbers below come from that script's evaluation.
 - The candidates and their budgets: {budgets}. The shipped one has the higher rebalanced AuC on the
   validation photos (at the temperature each run was trained with).
 - Annealed-mean temperature: T = {meta['temperature']}{t_reason}.
-
+{''.join(f"- {n}" + chr(10) for n in args.note)}
 ## Validation ({numbers['val_images']} photos, 256 x 256 centre crops, `fastcolor evaluate`)
 
 AuC of per-pixel a*b* accuracy over thresholds 0..150 (%); rebalanced AuC weights pixels by the
