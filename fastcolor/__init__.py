@@ -6,8 +6,9 @@ class-rebalanced cross-entropy against soft-encoded targets, decode it with
 the annealed mean.
 """
 
-from . import color, nn, ops, reference
-from ._backend import backend_info, get_backend, set_backend
+from . import color, nn, ops
+from .ops import reference
+from .ops import backend_info, get_backend, set_backend
 from .codebook import Codebook
 from .prior import estimate_prior, imagenet_prior, prior_from_counts, rebalance_weights, smooth_prior
 from .color import lab_to_rgb, rgb_to_gray, rgb_to_lab, rgb_to_yuv, yuv_to_rgb

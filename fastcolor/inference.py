@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 
-from . import _backend
+from .ops import backend as _backend
 from .color import lab_to_rgb, rgb_to_gray, rgb_to_lab, yuv_to_rgb
 from .nn import AnnealedMeanDecoder
 

@@ -62,7 +62,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from . import _backend, color, nn as fcnn
+from . import color, nn as fcnn
+from .ops import backend as _backend
 from ._io import atomic_path, write_bytes_atomic
 from .codebook import Codebook
 from .ops import bin_histogram

@@ -19,7 +19,8 @@ NaN targets and a NaN loss, as documented in fastcolor.reference.
 
 import torch
 
-from . import _backend, reference
+from . import backend as _backend, reference
+from .limits import MAX_BINS, MAX_K
 
 __all__ = [
     "nearest_bin",
@@ -29,8 +30,6 @@ __all__ = [
     "annealed_mean",
 ]
 
-MAX_K = 16  # largest k of the soft encoding (kMaxK in csrc/include/fastcolor/colormath.h)
-MAX_BINS = 4096  # largest codebook (kMaxBins in csrc/include/fastcolor/host.h)
 _LOGIT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 _REDUCTIONS = ("mean", "sum", "none")
 

@@ -12,7 +12,7 @@ import os
 import torch
 
 try:
-    from . import _C  # noqa: F401  (importing it registers torch.ops.fastcolor)
+    from .. import _C  # noqa: F401  (importing it registers torch.ops.fastcolor)
 
     _LOAD_ERROR = None
 except (ImportError, OSError) as exc:  # not built, or built for another torch
@@ -20,7 +20,7 @@ except (ImportError, OSError) as exc:  # not built, or built for another torch
     _LOAD_ERROR = f"{type(exc).__name__}: {exc}"
 
 try:
-    from . import _build_info
+    from .. import _build_info
 except ImportError:
     _build_info = None
 
