@@ -140,7 +140,7 @@ setup(
     version="0.1.0",
     description="Learned image and video colorization with fused CUDA/C++ kernels",
     packages=find_packages(include=["fastcolor", "fastcolor.*"]),
-    package_data={"fastcolor": ["data/*"]},
+    package_data={"fastcolor": ["assets/*"]},
     python_requires=">=3.10",
     install_requires=["torch>=2.4", "numpy", "pillow", "safetensors", "tqdm"],
     extras_require={"test": ["pytest", "pytest-benchmark", "scikit-image"]},

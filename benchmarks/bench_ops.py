@@ -26,8 +26,8 @@ import torch
 
 import fastcolor
 from fastcolor import ops, reference
-from fastcolor.codebook import Codebook
-from fastcolor.prior import imagenet_prior, rebalance_weights
+from fastcolor.color.codebook import Codebook
+from fastcolor.color.prior import imagenet_prior, rebalance_weights
 
 
 @dataclass
@@ -173,7 +173,7 @@ def implementations(case, z, ab, centres, weights, sigma, compile_ok):
     def loss_fn(impl):
         if impl == "kernel":
             return lambda zz: ops.rebalanced_cross_entropy(zz, ab, centres, weights, k=case.k, sigma=sigma)
-        return lambda zz: reference.rebalanced_cross_entropy(zz, ab, centres, weights, case.k, sigma, None, "mean")
+        return lambda zz: reference.rebalanced_cross_entropy(zz, ab, centres, weights, pixel_weight=None, k=case.k, sigma=sigma, reduction="mean")
 
     out = {}
     if case.op == "loss":

@@ -36,7 +36,7 @@ def make_losses(codebook, weights, compile_ok):
 
     def spec(logits, ab):
         return reference.rebalanced_cross_entropy(logits, subsample_to(ab, logits.shape[-2:]), centres, w,
-                                                  5, 5.0, None, "mean")
+                                                  k=5, sigma=5.0, reduction="mean")
 
     losses = {
         "trivial": lambda logits, ab: logits.float().mean(),

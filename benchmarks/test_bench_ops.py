@@ -44,7 +44,7 @@ def test_loss_forward_backward(benchmark, data, impl):
     benchmark.group = f"loss fwd+bwd {tuple(z.shape)} {device}"
 
     def run():
-        loss = loss_fn(zg, ab, c, w, 5, 5.0, None, "mean") if impl == "reference" else loss_fn(zg, ab, c, w)
+        loss = loss_fn(zg, ab, c, w, k=5, sigma=5.0, reduction="mean")
         torch.autograd.grad(loss, zg)
         _sync(device)
 

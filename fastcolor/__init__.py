@@ -9,8 +9,8 @@ the annealed mean.
 from . import color, nn, ops
 from .ops import reference
 from .ops import backend_info, get_backend, set_backend
-from .codebook import Codebook
-from .prior import estimate_prior, imagenet_prior, prior_from_counts, rebalance_weights, smooth_prior
+from .color import Codebook
+from .color.prior import estimate_prior, imagenet_prior, prior_from_counts, rebalance_weights, smooth_prior
 from .color import lab_to_rgb, rgb_to_gray, rgb_to_lab, rgb_to_yuv, yuv_to_rgb
 from .ops import annealed_mean, bin_histogram, nearest_bin, rebalanced_cross_entropy, soft_encode
 from .inference import Colorizer

@@ -19,13 +19,14 @@ from pathlib import Path
 import torch
 
 from . import __version__
-from ._io import write_bytes_atomic
+from .atomic import write_bytes_atomic
+from .ops.backend import BACKENDS
 
 __all__ = ["main"]
 
 PASS_THROUGH = {
     "train": ("fastcolor.train", "train a colorization model (fastcolor train --help)"),
-    "data": ("fastcolor.recipe", "build the offline training photo set (fastcolor data --help)"),
+    "data": ("fastcolor.data.photoset.recipe", "build the offline training photo set (fastcolor data --help)"),
 }
 C2_DISPLAY_MAX = 10.0  # confidence images show min(C2, 10) / 10
 
@@ -53,7 +54,7 @@ def _output_plan(inputs, out, suffix):
     Two inputs that would share an output (a.jpg, a.png) get the input's
     extension appended to the stem (a_png.png).
     """
-    from .images import find_images
+    from .data.images import find_images
 
     out = Path(out)
     plan, taken, missing = [], set(), []
@@ -91,7 +92,7 @@ def _heat(x):
 
 
 def _write_outputs(args, target, result, original_rgb):
-    from .images import save_image_atomic
+    from .data.images import save_image_atomic
 
     save_image_atomic(target, result.rgb, alpha=result.alpha)  # dropped by formats without alpha (JPEG)
     if args.compare:
@@ -121,7 +122,7 @@ def _load_colorizer(args):
 def _colorize(args):
     from tqdm.auto import tqdm
 
-    from .images import IMAGE_EXTENSIONS, load_image
+    from .data.images import IMAGE_EXTENSIONS, load_image
 
     out = Path(args.output)
     single = (len(args.inputs) == 1 and Path(args.inputs[0]).is_file()
@@ -204,7 +205,7 @@ def _demo_rows(colorizer, temperature, height):
 
 
 def _demo(args):
-    from .images import save_image_atomic
+    from .data.images import save_image_atomic
 
     try:
         import skimage.data  # noqa: F401
@@ -239,7 +240,7 @@ def _square(rgb, size):
 
 
 def evaluate(model=None, data=None, temperature=None, max_images=None, size=256, prior="data",
-             batch_size=8, device="auto", backend="fused", progress=True):
+             batch_size=8, device="auto", backend=None, progress=True):
     """Metrics of a model over the photos of a folder (DESIGN.md section 1, "Metrics").
 
     Every photo is resized (shorter side = size) and centre-cropped to
@@ -260,13 +261,13 @@ def evaluate(model=None, data=None, temperature=None, max_images=None, size=256,
     """
     from tqdm.auto import tqdm
 
-    from .codebook import Codebook
+    from .color.codebook import Codebook
     from .color import rgb_to_lab
-    from .images import find_images, load_image
+    from .data.images import find_images, load_image
     from .inference import Colorizer
     from .metrics import MetricAccumulator
     from .ops import bin_histogram
-    from .prior import imagenet_prior, prior_from_counts
+    from .color.prior import imagenet_prior, prior_from_counts
 
     if prior not in ("data", "imagenet"):
         raise ValueError(f"prior must be 'data' or 'imagenet', got {prior!r}")
@@ -393,8 +394,9 @@ def _model_options(p):
     p.add_argument("--batch-size", type=_positive, default=8, metavar="N", help="images per network batch (8)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                    help="auto = CUDA when available (default)")
-    p.add_argument("--backend", default="fused", choices=("fused", "reference"),
-                   help="fused C++/CUDA kernels (default) or the pure-PyTorch reference")
+    p.add_argument("--backend", default=None, choices=BACKENDS,
+                   help="kernels: the compiled C++/CUDA kernels (default, where built); reference: the "
+                        "pure-PyTorch ops (default: FASTCOLOR_BACKEND, else kernels)")
 
 
 def build_parser():

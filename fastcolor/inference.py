@@ -30,25 +30,21 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 
-from .ops import backend as _backend
-from .color import lab_to_rgb, rgb_to_gray, rgb_to_lab, yuv_to_rgb
+from .color.spaces import color_space
+from .models.modelfile import Regression
 from .nn import AnnealedMeanDecoder
+from .ops.backend import resolve as resolve_backend
 
 __all__ = ["Colorizer", "ColorizeResult", "bundled_model_path", "DEFAULT_TEMPERATURE", "DEFAULT_INPUT_SIZE"]
 
 DEFAULT_TEMPERATURE = 0.38  # the paper's annealed-mean temperature
 DEFAULT_INPUT_SIZE = 256  # the network sees input_size x input_size lightness
 MODEL_FILE = "model.safetensors"  # the weights inside a training run directory
-_BACKENDS = {"fused": "kernels", "kernels": "kernels", "reference": "reference"}
-# Chroma scale of models trained with the plain L2 loss (loss="l2" in the
-# model's meta) that do not store meta["regression_scale"]: the network
-# regresses chroma / scale (fastcolor.train: ab / 100 in Lab, UV as is).
-L2_CHROMA_SCALE = {"lab": 100.0, "yuv": 1.0}
 
 
 def bundled_model_path():
     """Where the model shipped with fastcolor lives (it may be absent)."""
-    return Path(str(importlib.resources.files(__package__).joinpath("data").joinpath("colorizer.safetensors")))
+    return Path(str(importlib.resources.files(__package__).joinpath("assets", "colorizer.safetensors")))
 
 
 @dataclasses.dataclass
@@ -81,7 +77,7 @@ class ColorizeResult:
 
     def gray_rgb(self):
         """uint8 (3, H, W): the input as the network saw it, its lightness with zero chroma."""
-        return _to_uint8(_join(self.light[None], torch.zeros_like(self.chroma[None]), self.space)[0])
+        return _to_uint8(color_space(self.space).join(self.light[None], torch.zeros_like(self.chroma[None]))[0])
 
 
 # ------------------------------------------------------------------ input images
@@ -91,7 +87,7 @@ def _from_pil(img):
     """(rgb uint8 (3, H, W), alpha uint8 (1, H, W) or None) of a PIL image,
     decoded as fastcolor.images.load_image decodes files (EXIF orientation,
     palettes, 16-bit and float gray)."""
-    from .images import _decode
+    from .data.images import _decode
 
     rgb, alpha = _decode(ImageOps.exif_transpose(img))
     rgb = torch.from_numpy(np.array(rgb)).permute(2, 0, 1).contiguous()
@@ -142,7 +138,7 @@ def load_input(image):
     (H, W), (H, W, C) (uint8, uint16 or float in [0, 1]).
     """
     if isinstance(image, (str, os.PathLike)):
-        from .images import load_image
+        from .data.images import load_image
 
         rgb, alpha = load_image(image)
         return rgb.float() / 255.0, alpha
@@ -177,18 +173,7 @@ def load_input(image):
     return rgb.contiguous(), alpha
 
 
-# ------------------------------------------------------------------ colour maths
-
-
-def _light(rgb, space):
-    """(N, 1, H, W) lightness of (N, 3, H, W) RGB: L* in [0, 100] or Y in [0, 1]."""
-    return rgb_to_lab(rgb)[:, :1] if space == "lab" else rgb_to_gray(rgb)
-
-
-def _join(light, chroma, space):
-    """(N, 3, H, W) sRGB in [0, 1] of lightness (N, 1, H, W) and chroma (N, 2, H, W)."""
-    x = torch.cat([light, chroma.to(light.dtype)], dim=1)
-    return lab_to_rgb(x) if space == "lab" else yuv_to_rgb(x).clamp(0.0, 1.0)
+# ------------------------------------------------------------------ helpers
 
 
 def _to_uint8(x):
@@ -201,16 +186,6 @@ def _resize(x, size):
     if tuple(x.shape[-2:]) == tuple(size):
         return x
     return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False, antialias=True)
-
-
-@contextlib.contextmanager
-def _using_backend(name):
-    previous = _backend.get_backend()
-    _backend.set_backend(name)
-    try:
-        yield
-    finally:
-        _backend.set_backend(previous)
 
 
 def _resolve_device(device):
@@ -256,47 +231,58 @@ class Colorizer:
     Args:
         model: a network from fastcolor.models (logits (N, Q, H/s, W/s) of the
             normalised lightness (N, 1, H, W)), or an L2 regressor (N, 2, ...).
-        codebook: its fastcolor.Codebook (gives the colour space).
+        codebook: its fastcolor.Codebook (gives the colour space), or None
+            for an L2 model.
         meta: the model file's metadata: "temperature" (default 0.38),
             "input_size" (default 256), "loss" ("rebalanced" or "l2"), and
-            for l2 models "regression_scale" (chroma = scale * output;
-            default 100 for Lab, 1 for YUV).
+            for L2 models "regression" (a fastcolor.models.Regression: the
+            space, and the scale with chroma = scale * output).
         device: "auto" (CUDA when available), "cpu", "cuda" or a torch.device.
-        backend: "fused" (compiled kernels, where they exist) or "reference"
-            (pure PyTorch) for the annealed-mean decode.
+        backend: "kernels" (compiled kernels, where they exist), "reference"
+            (pure PyTorch) or None (the process default) for the
+            annealed-mean decode; kept per Colorizer, so Colorizers with
+            different backends can run side by side in threads.
         autocast: run the network under bfloat16 autocast on CUDA.
     """
 
-    def __init__(self, model, codebook, meta=None, device="auto", backend="fused", autocast=False):
-        if backend not in _BACKENDS:
-            raise ValueError(f"backend must be 'fused' or 'reference', got {backend!r}")
+    def __init__(self, model, codebook, meta=None, device="auto", backend=None, autocast=False):
         meta = dict(meta or {})
         self.path = None  # the model file, when loaded from one
+        self.backend = None if backend is None else resolve_backend(backend)
         self.device = _resolve_device(device)
         self.model = model.to(self.device).eval()
         self.codebook = codebook
-        self.space = codebook.space
         self.meta = meta
-        self.backend = _BACKENDS[backend]
         self.autocast = bool(autocast)
         self.temperature = float(meta.get("temperature", DEFAULT_TEMPERATURE))
         self.input_size = int(meta.get("input_size", DEFAULT_INPUT_SIZE))
-        self.loss = meta.get("loss", "rebalanced")
-        if self.loss not in ("rebalanced", "l2"):
-            raise ValueError(f"unknown loss {self.loss!r} in the model's metadata (expected 'rebalanced' or 'l2')")
-        self.regression_scale = float(meta.get("regression_scale", L2_CHROMA_SCALE[self.space]))
         if self.input_size < 8:
             raise ValueError(f"input_size must be at least 8, got {self.input_size}")
-        self.decoder = AnnealedMeanDecoder(codebook, self.temperature).to(self.device)
+        if codebook is None:
+            regression = meta.get("regression")
+            if not isinstance(regression, dict):
+                raise ValueError("a model without a codebook must be an L2 model with meta['regression'] "
+                                 "(fastcolor.models.Regression(space, scale))")
+            regression = Regression(regression["space"], regression["scale"])
+            self.loss, self.space, self.regression_scale = "l2", regression.space, regression.scale
+            self.decoder = None
+        else:
+            self.loss = meta.get("loss", "rebalanced")
+            if self.loss != "rebalanced":
+                raise ValueError(f"a model with a codebook is a classification model; its metadata says "
+                                 f"loss={self.loss!r} (an L2 model is saved with a regression, not a codebook)")
+            self.space, self.regression_scale = codebook.space, None
+            self.decoder = AnnealedMeanDecoder(codebook, self.temperature, backend=self.backend).to(self.device)
+        self.color_space = color_space(self.space)
 
     @classmethod
-    def load(cls, path=None, device="auto", backend="fused", autocast=False):
+    def load(cls, path=None, device="auto", backend=None, autocast=False):
         """Load a model file (models.save_model) or the model.safetensors of a
         training run directory; path=None loads the bundled model."""
         from .models import load_model
 
-        if backend not in _BACKENDS:
-            raise ValueError(f"backend must be 'fused' or 'reference', got {backend!r}")
+        if backend is not None:
+            resolve_backend(backend)
         file = resolve_model_path(path)
         model, codebook, meta = load_model(file, map_location="cpu")
         colorizer = cls(model, codebook, meta, device=device, backend=backend, autocast=autocast)
@@ -305,7 +291,7 @@ class Colorizer:
 
     def __repr__(self):
         return (f"Colorizer(path={str(self.path) if self.path else None!r}, space={self.space!r}, "
-                f"bins={len(self.codebook)}, loss={self.loss!r}, temperature={self.temperature:g}, "
+                f"bins={len(self.codebook) if self.codebook is not None else None}, loss={self.loss!r}, temperature={self.temperature:g}, "
                 f"input_size={self.input_size}, device={str(self.device)!r})")
 
     def colorize(self, image, temperature=None, return_confidence=False):
@@ -341,19 +327,19 @@ class Colorizer:
     # One batch of already loaded (rgb float (3, H, W), alpha) pairs.
     @torch.inference_mode()
     def _colorize_loaded(self, loaded, t, return_confidence):
-        from .models import normalize_light, predict_padded
+        from .models import predict_padded
 
         size = (self.input_size, self.input_size)
-        lights = [_light(rgb[None].to(self.device), self.space) for rgb, _ in loaded]
-        x = torch.cat([_resize(normalize_light(light, self.space), size) for light in lights])
+        space = self.color_space
+        lights = [space.lightness(rgb[None].to(self.device)) for rgb, _ in loaded]
+        x = torch.cat([_resize(space.normalize_light(light), size) for light in lights])
         amp = self.autocast and self.device.type == "cuda"
         with torch.autocast("cuda", dtype=torch.bfloat16) if amp else contextlib.nullcontext():
             out = predict_padded(self.model, x).float()
-        with _using_backend(self.backend):
-            if self.loss == "l2":
-                chroma_small = out[:, :2] * self.regression_scale
-            else:
-                chroma_small = self.decoder(out, temperature=t)
+        if self.loss == "l2":
+            chroma_small = out[:, :2] * self.regression_scale
+        else:
+            chroma_small = self.decoder(out, temperature=t)
         if return_confidence:
             probs = torch.softmax(out, dim=1)
             top = probs.topk(min(2, probs.shape[1]), dim=1).values
@@ -366,7 +352,7 @@ class Colorizer:
         for i, ((rgb, alpha), light) in enumerate(zip(loaded, lights)):
             full = tuple(light.shape[-2:])
             chroma = _resize(chroma_small[i:i + 1], full)
-            rgb_out = _to_uint8(_join(light, chroma, self.space)[0]).cpu()
+            rgb_out = _to_uint8(space.join(light, chroma)[0]).cpu()
             result = ColorizeResult(rgb=rgb_out, alpha=alpha, light=light[0].float().cpu(),
                                     chroma=chroma[0].cpu(), space=self.space)
             if return_confidence:

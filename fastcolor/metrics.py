@@ -14,7 +14,7 @@ MetricAccumulator pools these over a whole evaluation set batch by batch.
 import torch
 
 from . import ops
-from .prior import resolve_prior
+from .color.prior import resolve_prior
 
 __all__ = [
     "ab_accuracy_auc",

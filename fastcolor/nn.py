@@ -16,8 +16,9 @@ import torch
 from torch import nn
 
 from . import ops
-from .codebook import Codebook
-from .prior import rebalance_weights, resolve_prior
+from .color.codebook import Codebook
+from .color.prior import rebalance_weights, resolve_prior
+from .ops.backend import resolve as resolve_backend
 
 __all__ = ["RebalancedCrossEntropy", "AnnealedMeanDecoder", "has_chroma", "subsample_to"]
 
@@ -68,6 +69,8 @@ class RebalancedCrossEntropy(nn.Module):
         reduction: "mean", "sum" or "none".
         skip_gray_images: give zero weight to images without chroma (all
             |a|, |b| <= gray_threshold), as the ECCV16 training did.
+        backend: "kernels", "reference" or None (the process default; see
+            fastcolor.ops.backend); an attribute, so it can be changed later.
 
     Shapes:
         logits (N, Q, h, w); ab (N, 2, H, W) with H = f h, W = f w for an
@@ -76,7 +79,7 @@ class RebalancedCrossEntropy(nn.Module):
     """
 
     def __init__(self, codebook=None, prior="imagenet", class_weights=None, lam=0.5, k=5, sigma=None,
-                 reduction="mean", skip_gray_images=False, gray_threshold=5.0):
+                 reduction="mean", skip_gray_images=False, gray_threshold=5.0, backend=None):
         super().__init__()
         codebook = Codebook.zhang313() if codebook is None else codebook
         if class_weights is None:
@@ -99,6 +102,7 @@ class RebalancedCrossEntropy(nn.Module):
         self.reduction = reduction
         self.skip_gray_images = bool(skip_gray_images)
         self.gray_threshold = float(gray_threshold)
+        self.backend = None if backend is None else resolve_backend(backend)
 
     def forward(self, logits, ab, pixel_weight=None):
         size = logits.shape[-2:]
@@ -109,13 +113,13 @@ class RebalancedCrossEntropy(nn.Module):
         if pixel_weight is not None:
             pixel_weight = subsample_to(pixel_weight, size, "pixel_weight")
         return ops.rebalanced_cross_entropy(
-            logits, ab, self.centres, self.class_weights, k=self.k, sigma=self.sigma,
-            reduction=self.reduction, pixel_weight=pixel_weight,
+            logits, ab, self.centres, self.class_weights, pixel_weight=pixel_weight, k=self.k, sigma=self.sigma,
+            reduction=self.reduction, backend=self.backend,
         )
 
     def extra_repr(self):
         return (f"bins={self.centres.shape[0]}, space={self.space!r}, k={self.k}, sigma={self.sigma:g}, "
-                f"reduction={self.reduction!r}, skip_gray_images={self.skip_gray_images}")
+                f"reduction={self.reduction!r}, skip_gray_images={self.skip_gray_images}, backend={self.backend!r}")
 
 
 class AnnealedMeanDecoder(nn.Module):
@@ -126,22 +130,26 @@ class AnnealedMeanDecoder(nn.Module):
     is upsampled bilinearly to that size, as for joining with full-resolution
     lightness.
 
+    backend: "kernels", "reference" or None (the process default).
+
     Shapes: logits (N, Q, h, w) -> (N, 2, h, w), or (N, 2, H, W) with size.
     """
 
-    def __init__(self, codebook=None, temperature=0.38):
+    def __init__(self, codebook=None, temperature=0.38, backend=None):
         super().__init__()
         codebook = Codebook.zhang313() if codebook is None else codebook
         self.register_buffer("centres", codebook.centres.detach().clone().cpu())
         self.space = codebook.space
         self.temperature = float(temperature)
+        self.backend = None if backend is None else resolve_backend(backend)
 
     def forward(self, logits, size=None, temperature=None):
         t = self.temperature if temperature is None else temperature
-        ab = ops.annealed_mean(logits, self.centres, t)
+        ab = ops.annealed_mean(logits, self.centres, t, backend=self.backend)
         if size is not None and tuple(size) != tuple(ab.shape[-2:]):
             ab = nn.functional.interpolate(ab, size=tuple(size), mode="bilinear", align_corners=False)
         return ab
 
     def extra_repr(self):
-        return f"bins={self.centres.shape[0]}, space={self.space!r}, temperature={self.temperature:g}"
+        return (f"bins={self.centres.shape[0]}, space={self.space!r}, temperature={self.temperature:g}, "
+                f"backend={self.backend!r}")

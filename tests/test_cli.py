@@ -169,12 +169,12 @@ def test_evaluate_table_and_json(tmp_path, model_file, gen, capsys):
 
 
 def test_pass_through_subcommands(monkeypatch):
-    import fastcolor.recipe
+    import fastcolor.data.photoset.recipe
     import fastcolor.train
 
     seen = []
     monkeypatch.setattr(fastcolor.train, "main", lambda argv: seen.append(("train", argv)))
-    monkeypatch.setattr(fastcolor.recipe, "main", lambda argv: seen.append(("data", argv)) or 3)
+    monkeypatch.setattr(fastcolor.data.photoset.recipe, "main", lambda argv: seen.append(("data", argv)) or 3)
     assert main(["train", "--data", "d", "--out", "r"]) == 0
     assert main(["data", "--out", "x"]) == 3
     assert seen == [("train", ["--data", "d", "--out", "r"]), ("data", ["--out", "x"])]

@@ -8,7 +8,7 @@ import safetensors.torch
 import torch
 from PIL import Image
 
-from fastcolor.codebook import Codebook, _as_rgb_batch
+from fastcolor.color.codebook import Codebook, _as_rgb_batch
 from fastcolor.color import rgb_to_lab, rgb_to_yuv
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"

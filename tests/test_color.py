@@ -8,7 +8,7 @@ import torch
 from skimage import color as skcolor
 from skimage import data as skdata
 
-import fastcolor.color as fc
+import fastcolor.color.convert as fc
 from fastcolor.color import (lab_to_rgb, rgb_to_gray, rgb_to_lab, rgb_to_yuv,
                              yuv_to_rgb)
 

@@ -3,7 +3,7 @@ import pytest
 import torch
 from PIL import Image
 
-from fastcolor.dataset import ImageFolder
+from fastcolor.data.dataset import ImageFolder
 
 
 def _rng(gen):

@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from fastcolor.images import IMAGE_EXTENSIONS, ImageReadError, find_images, load_image, save_image_atomic
+from fastcolor.data.images import IMAGE_EXTENSIONS, ImageReadError, find_images, load_image, save_image_atomic
 
 
 def _rng(gen):

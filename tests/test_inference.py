@@ -9,7 +9,7 @@ import fastcolor
 from fastcolor import Codebook
 from fastcolor.color import rgb_to_gray, rgb_to_lab, lab_to_rgb, yuv_to_rgb
 from fastcolor.inference import Colorizer, bundled_model_path, resolve_model_path
-from fastcolor.models import build_model, normalize_light, predict_padded, save_model
+from fastcolor.models import Regression, build_model, normalize_light, predict_padded, save_model
 
 
 def _smooth_image(gen, h, w, lo=0.0, hi=1.0):
@@ -173,7 +173,7 @@ def test_gray_palette_alpha_and_16_bit_inputs(colorizers, gen, tmp_path):
     assert c.colorize(g16).rgb.shape == (3, h, w)  # uint16 numpy array
 
 
-@pytest.mark.parametrize("backend", ["fused", "reference"])
+@pytest.mark.parametrize("backend", ["kernels", "reference"])
 def test_decode_matches_the_network_at_its_own_size(models, backend, gen):
     """ColorUNet at exactly its input size: no resizing anywhere, so the chroma
     is the annealed mean of the network's logits; T = 0 gives bin centres."""
@@ -244,9 +244,8 @@ def test_l2_regression_models_output_chroma_directly(tmp_path, gen):
     """loss="l2": the 2-channel output is chroma / regression_scale (fastcolor.train)."""
     model = build_model("colorunet", 2, width=0.25)
     _perturb_head(model, gen, 0.3)
-    basis = Codebook(torch.eye(2) * 100, "lab", (10.0, 10.0), "regression")
-    save_model(tmp_path / "l2.safetensors", model, basis, {"loss": "l2", "regression_scale": 100.0,
-                                                           "input_size": 64})
+    save_model(tmp_path / "l2.safetensors", model, meta={"loss": "l2", "input_size": 64},
+               regression=Regression("lab", 100.0))
     c = Colorizer.load(tmp_path / "l2.safetensors", device="cpu")
     rgb = _smooth_image(gen, 64, 64)
     with torch.no_grad():

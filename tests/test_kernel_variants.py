@@ -54,7 +54,7 @@ def test_cross_entropy_variants(device, q, layout, dtype, gen):
         loss, grad, g = _loss_and_grad(ops.rebalanced_cross_entropy, z, ab, c, weights, k=k, sigma=5.0,
                                        reduction="none")
         zr = z.detach().clone().requires_grad_()
-        ref = reference.rebalanced_cross_entropy(zr, ab, c, weights, k, 5.0, None, "none")
+        ref = reference.rebalanced_cross_entropy(zr, ab, c, weights, pixel_weight=None, k=k, sigma=5.0, reduction="none")
         (ref_grad,) = torch.autograd.grad(ref, zr, g)
         torch.testing.assert_close(loss, ref.detach(), rtol=VALUE_TOL[dtype][0], atol=1e-4)
         rtol, atol = GRAD_TOL[dtype]
@@ -142,7 +142,7 @@ def test_no_output_element_is_left_unwritten(device, q, layout, gen, poisoned_me
         for reduction in ["none", "sum"]:
             loss, grad = torch.ops.fastcolor.rebalanced_cross_entropy(z, ab, c, weights, None, 5, 5.0,
                                                                       reduction, True)
-            ref = reference.rebalanced_cross_entropy(z, ab, c, weights, 5, 5.0, None, reduction)
+            ref = reference.rebalanced_cross_entropy(z, ab, c, weights, pixel_weight=None, k=5, sigma=5.0, reduction=reduction)
             assert torch.isfinite(loss).all() and torch.isfinite(grad).all()
             torch.testing.assert_close(loss, ref, rtol=2e-5, atol=1e-4)
         decoded, stats = torch.ops.fastcolor.annealed_mean(z, c, 0.38)

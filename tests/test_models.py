@@ -55,11 +55,11 @@ def test_colorunet_parameter_count(gen):
 
 
 def test_width_rounds_channels_to_multiples_of_eight():
-    assert models._channels(64, 1.0) == 64
-    assert models._channels(64, 0.3) == 16  # 19.2 -> 16
-    assert models._channels(64, 0.32) == 24  # 20.48 -> 24
-    assert models._channels(16, 0.25) == 8  # at least 8
-    assert models._channels(512, 0.125) == 64
+    assert models.networks._channels(64, 1.0) == 64
+    assert models.networks._channels(64, 0.3) == 16  # 19.2 -> 16
+    assert models.networks._channels(64, 0.32) == 24  # 20.48 -> 24
+    assert models.networks._channels(16, 0.25) == 8  # at least 8
+    assert models.networks._channels(512, 0.125) == 64
     narrow = ECCV16(num_bins=20, width=0.125)
     widths = {m.out_channels for m in narrow.modules() if isinstance(m, torch.nn.Conv2d)}
     assert widths == {8, 16, 32, 64, 20}
@@ -185,9 +185,8 @@ def test_save_load_round_trip(tmp_path, gen, arch, bins, width):
     with safetensors.safe_open(str(path), framework="pt") as f:
         header = json.loads(f.metadata()["fastcolor"])
         keys = set(f.keys())
-    assert header["config"] == model.config
-    assert (header["space"], header["codebook_name"]) == (codebook.space, codebook.name)
-    assert header["grid_step"] == list(codebook.grid_step)
+    assert header["network"] == model.config and header["meta"] == meta
+    assert header["head"] == {"kind": "classification", "codebook": codebook.to_header()}
     assert keys == {f"model.{k}" for k in sd} | {"codebook.centres", "class_weights"}
 
 
@@ -206,8 +205,14 @@ def test_save_model_validates(tmp_path, gen):
     model, path = ColorUNet(16, width=0.25), tmp_path / "m.safetensors"
     with pytest.raises(ValueError, match="16"):
         save_model(path, model, small_codebook(gen, 32), {})
-    with pytest.raises(ValueError, match="reserved"):
-        save_model(path, model, small_codebook(gen, 16), {"space": "lab"})
+    with pytest.raises(ValueError, match="exactly one"):
+        save_model(path, model, small_codebook(gen, 16), {}, regression="lab")
+    with pytest.raises(ValueError, match="exactly one"):
+        save_model(path, model, None, {})
+    with pytest.raises(ValueError, match="2 output channels"):
+        save_model(path, model, meta={}, regression="lab")
+    with pytest.raises(ValueError, match="finite"):
+        save_model(path, model, small_codebook(gen, 16), {"temperature": float("nan")})
     with pytest.raises(ValueError, match="JSON"):
         save_model(path, model, small_codebook(gen, 16), {"when": object()})
     with pytest.raises(ValueError, match="fastcolor model"):

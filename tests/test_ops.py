@@ -185,7 +185,7 @@ def test_cross_entropy_matches_reference(device, dtype, reduction, layout, size,
     c, w = zhang_centres.to(device), zhang_weights.to(device)
     loss, grad, g = _loss_and_grad(ops.rebalanced_cross_entropy, z, ab, c, w, k=5, sigma=5.0, reduction=reduction)
     z.requires_grad_()
-    ref = reference.rebalanced_cross_entropy(z, ab, c, w, 5, 5.0, None, reduction)
+    ref = reference.rebalanced_cross_entropy(z, ab, c, w, pixel_weight=None, k=5, sigma=5.0, reduction=reduction)
     (ref_grad,) = torch.autograd.grad(ref, z, g)
     assert loss.dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
     assert grad.dtype == dtype and grad.shape == z.shape
@@ -206,7 +206,7 @@ def test_cross_entropy_any_k_and_out_of_gamut(device, k, scale, gen, zhang_centr
     c, w = zhang_centres.to(device), zhang_weights.to(device)
     loss, grad, g = _loss_and_grad(ops.rebalanced_cross_entropy, z, ab, c, w, k=k, sigma=5.0, reduction="none")
     z.requires_grad_()
-    ref = reference.rebalanced_cross_entropy(z, ab, c, w, k, 5.0, None, "none")
+    ref = reference.rebalanced_cross_entropy(z, ab, c, w, pixel_weight=None, k=k, sigma=5.0, reduction="none")
     (ref_grad,) = torch.autograd.grad(ref, z, g)
     torch.testing.assert_close(loss, ref.detach(), rtol=2e-5, atol=2e-5)
     torch.testing.assert_close(grad, ref_grad, rtol=1e-4, atol=2e-6 * float(ref_grad.abs().max()))
@@ -224,7 +224,7 @@ def test_cross_entropy_pixel_weight(device, mask, gen, zhang_centres, zhang_weig
     v[0] = 0  # Zhang's "no chroma" image: contributes nothing
     loss, grad, g = _loss_and_grad(ops.rebalanced_cross_entropy, z, ab, c, w, reduction="sum", pixel_weight=v)
     z.requires_grad_()
-    ref = reference.rebalanced_cross_entropy(z, ab, c, w, 5, 5.0, v.float(), "sum")
+    ref = reference.rebalanced_cross_entropy(z, ab, c, w, pixel_weight=v.float(), k=5, sigma=5.0, reduction="sum")
     (ref_grad,) = torch.autograd.grad(ref, z, g)
     torch.testing.assert_close(loss, ref.detach(), rtol=2e-5, atol=2e-5)
     torch.testing.assert_close(grad, ref_grad, rtol=1e-4, atol=1e-6)

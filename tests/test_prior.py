@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from fastcolor import ops
-from fastcolor.codebook import Codebook
+from fastcolor.color.codebook import Codebook
 from fastcolor.color import rgb_to_lab
-from fastcolor.prior import (estimate_prior, imagenet_prior, prior_from_counts, rebalance_weights, resolve_prior,
+from fastcolor.color.prior import (estimate_prior, imagenet_prior, prior_from_counts, rebalance_weights, resolve_prior,
                              smooth_prior)
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"

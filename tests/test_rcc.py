@@ -7,7 +7,7 @@ import zlib
 
 import pytest
 
-from fastcolor.rcc import RccArchive
+from fastcolor.data.photoset.rcc import RccArchive
 
 
 def qt_hash(name):

@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from fastcolor import recipe
-from fastcolor.recipe import Candidate, Source, build_photo_set, is_photo, split_for
+from fastcolor.data.photoset import recipe
+from fastcolor.data.photoset.recipe import Candidate, Source, build_photo_set, is_photo, split_for
 
 
 def _png(arr, mode=None):

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 
-from fastcolor._io import write_bytes_atomic
+from fastcolor.atomic import write_bytes_atomic
 from fastcolor.cli import evaluate
 from fastcolor.models import load_model, save_model
 

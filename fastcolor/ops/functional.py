@@ -119,12 +119,14 @@ def _weights(t, name, op, nonneg=True):
 # ------------------------------------------------------------------- the ops
 
 
-def nearest_bin(ab, centres):
+def nearest_bin(ab, centres, *, backend=None):
     """Index of the nearest bin centre of every pixel.
 
     Args:
         ab: (N, 2, H, W) chroma, floating point (computed in float32).
         centres: (Q, 2) bin centres, or a Codebook.
+        backend: "kernels", "reference" or None (the default; see
+            fastcolor.ops.backend).
 
     Returns:
         (N, H, W) int64: argmin_q (a - ca_q)^2 + (b - cb_q)^2, ties to the
@@ -133,12 +135,12 @@ def nearest_bin(ab, centres):
     op = "nearest_bin"
     ab = _ab(ab, op)
     c = _centres(centres, ab, op)
-    if _backend.use_kernels(ab.device.type):
+    if _backend.use_kernels(ab.device.type, backend):
         return torch.ops.fastcolor.nearest_bin(ab, c)
     return reference.nearest_bin(ab, c)
 
 
-def soft_encode(ab, centres, k=5, sigma=5.0):
+def soft_encode(ab, centres, k=5, sigma=5.0, *, backend=None):
     """Dense soft-encoded targets (for inspection; the loss never builds them).
 
     t_pq = exp(-(d_pq - d_p,min) / (2 sigma^2)) / Z_p for the k nearest bins q
@@ -150,6 +152,7 @@ def soft_encode(ab, centres, k=5, sigma=5.0):
         centres: (Q, 2) bin centres, or a Codebook.
         k: number of nearest bins, 1 <= k <= min(16, Q) (paper: 5).
         sigma: Gaussian width in chroma units (paper: 5 for Lab).
+        backend: "kernels", "reference" or None (the default).
 
     Returns:
         (N, Q, H, W) float32.
@@ -158,18 +161,19 @@ def soft_encode(ab, centres, k=5, sigma=5.0):
     ab = _ab(ab, op)
     c = _centres(centres, ab, op)
     sigma = _k_sigma(k, sigma, c.shape[0], op)
-    if _backend.use_kernels(ab.device.type):
+    if _backend.use_kernels(ab.device.type, backend):
         return torch.ops.fastcolor.soft_encode(ab, c, k, sigma)
     return reference.soft_encode(ab, c, k, sigma)
 
 
-def bin_histogram(ab, centres, weight=None):
+def bin_histogram(ab, centres, weight=None, *, backend=None):
     """Count pixels per nearest bin, for prior estimation over a dataset.
 
     Args:
         ab: (N, 2, H, W) chroma.
         centres: (Q, 2) bin centres, or a Codebook.
         weight: optional (N, H, W) bool mask or non-negative float weight.
+        backend: "kernels", "reference" or None (the default).
 
     Returns:
         (Q,) float64: sum over pixels p with nearest(p) = q of weight_p (1
@@ -186,13 +190,13 @@ def bin_histogram(ab, centres, weight=None):
                 f"got {tuple(weight.shape)} on {weight.device}"
             )
         weight = _weights(weight, "weight", op)
-    if _backend.use_kernels(ab.device.type):
+    if _backend.use_kernels(ab.device.type, backend):
         return torch.ops.fastcolor.bin_histogram(ab, c, weight)
     return reference.bin_histogram(ab, c, weight)
 
 
 def rebalanced_cross_entropy(
-    logits, ab, centres, class_weights, k=5, sigma=5.0, reduction="mean", pixel_weight=None
+    logits, ab, centres, class_weights, *, pixel_weight=None, k=5, sigma=5.0, reduction="mean", backend=None
 ):
     """Class-rebalanced cross-entropy against soft-encoded ab targets, fused.
 
@@ -212,11 +216,15 @@ def rebalanced_cross_entropy(
         centres: (Q, 2) bin centres, or a Codebook.
         class_weights: (Q,) non-negative rebalancing weights
             (fastcolor.rebalance_weights).
+        pixel_weight: optional (N, H, W) bool mask or non-negative weight v,
+            e.g. 0 for images without chroma or for padding.
         k, sigma: soft encoding, as soft_encode (paper: k=5, sigma=5).
         reduction: "mean" (sum over pixels / (N*H*W)), "sum", or "none"
             ((N, H, W) per-pixel losses).
-        pixel_weight: optional (N, H, W) bool mask or non-negative weight v,
-            e.g. 0 for images without chroma or for padding.
+        backend: "kernels", "reference" or None (the default).
+
+    The arguments after class_weights are keyword-only, in the order of the
+    op's schema (fastcolor::rebalanced_cross_entropy) and of the reference.
 
     Returns:
         float32 loss (float64 for float64 logits): a scalar, or (N, H, W).
@@ -238,16 +246,17 @@ def rebalanced_cross_entropy(
     if pixel_weight is not None:
         _pixels(pixel_weight, "pixel_weight", logits, op)
         pixel_weight = _weights(pixel_weight, "pixel_weight", op)
-    if _backend.use_kernels(logits.device.type):
+    if _backend.use_kernels(logits.device.type, backend):
         compute_grad = logits.requires_grad and torch.is_grad_enabled()
         loss, _ = torch.ops.fastcolor.rebalanced_cross_entropy(
             logits, ab, c, cw, pixel_weight, k, sigma, reduction, compute_grad
         )
         return loss
-    return reference.rebalanced_cross_entropy(logits, ab, c, cw, k, sigma, pixel_weight, reduction)
+    return reference.rebalanced_cross_entropy(logits, ab, c, cw, pixel_weight=pixel_weight, k=k, sigma=sigma,
+                                              reduction=reduction)
 
 
-def annealed_mean(logits, centres, temperature=0.38):
+def annealed_mean(logits, centres, temperature=0.38, *, backend=None):
     """Decode logits to chroma with the annealed mean.
 
         ab_p = sum_q softmax((z_p - max z_p) / T)_q * c_q
@@ -261,6 +270,7 @@ def annealed_mean(logits, centres, temperature=0.38):
         logits: (N, Q, H, W) float32/float16/bfloat16/float64, any layout.
         centres: (Q, 2) bin centres, or a Codebook.
         temperature: T >= 0 (paper: 0.38).
+        backend: "kernels", "reference" or None (the default).
 
     Returns:
         (N, 2, H, W) float32 (float64 for float64 logits).
@@ -271,7 +281,7 @@ def annealed_mean(logits, centres, temperature=0.38):
     temperature = float(temperature)
     if not 0 <= temperature < float("inf"):
         raise ValueError(f"{op}: temperature must be a finite number >= 0, got {temperature}")
-    if _backend.use_kernels(logits.device.type):
+    if _backend.use_kernels(logits.device.type, backend):
         ab, _ = torch.ops.fastcolor.annealed_mean(logits, c, temperature)
         return ab
     return reference.annealed_mean(logits, c, temperature)

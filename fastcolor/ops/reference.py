@@ -84,7 +84,7 @@ def bin_histogram(ab, centres, weight=None):
 
 
 def rebalanced_cross_entropy(
-    logits, ab, centres, class_weights, k=5, sigma=5.0, pixel_weight=None, reduction="mean"
+    logits, ab, centres, class_weights, *, pixel_weight=None, k=5, sigma=5.0, reduction="mean"
 ):
     """Class-rebalanced cross-entropy against soft-encoded targets.
 

@@ -33,7 +33,7 @@ import struct
 import zlib
 from pathlib import Path
 
-from ._io import write_bytes_atomic
+from ...atomic import write_bytes_atomic
 
 MAGIC = b"qres"
 COMPRESSED = 0x01

@@ -13,9 +13,9 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from .color import rgb_to_lab
+from ..color import rgb_to_lab
 from .images import ImageReadError, find_images, load_image
-from .nn import has_chroma
+from ..nn import has_chroma
 
 __all__ = ["ImageFolder"]
 

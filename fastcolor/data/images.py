@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from ._io import atomic_path
+from ..atomic import atomic_path
 
 __all__ = [
     "IMAGE_EXTENSIONS",

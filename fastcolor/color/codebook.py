@@ -22,20 +22,15 @@ import torch
 from PIL import Image, ImageOps
 from tqdm.auto import tqdm
 
-from . import ops
-from ._io import atomic_path
-from .color import rgb_to_lab, rgb_to_yuv
+from .. import ops
+from ..atomic import atomic_path
+from .convert import rgb_to_lab
+from .spaces import SPACES, color_space
 
 __all__ = ["Codebook"]
 
-SPACES = ("lab", "yuv")
 MAX_BINS = ops.MAX_BINS
-_FORMAT, _VERSION = "fastcolor.codebook", 1
-# Default chroma grids of from_images: the Stanford 10x10 UV grid, a step-10 ab grid.
-_DEFAULT_GRIDS = {
-    "yuv": (((-0.45, 0.45), (-0.65, 0.65)), (10, 10)),
-    "lab": (((-110.0, 110.0), (-110.0, 110.0)), (22, 22)),
-}
+_FORMAT, _VERSION = "fastcolor.codebook", 2
 
 
 def _as_rgb_batch(x):
@@ -90,7 +85,7 @@ def _image_stream(images):
 
 def _chroma(rgb, space):
     """(N, 2, H, W) chroma of (N, 3, H, W) RGB: a*b* for "lab", UV for "yuv"."""
-    return (rgb_to_lab(rgb) if space == "lab" else rgb_to_yuv(rgb))[:, 1:]
+    return color_space(space).chroma(rgb)
 
 
 def _pair(v, what, cast=float):
@@ -156,7 +151,7 @@ class Codebook:
         if not torch.isfinite(c).all():
             raise ValueError("centres contain non-finite values (NaN or inf)")
         if space not in SPACES:
-            raise ValueError(f"space must be one of {SPACES}, got {space!r}")
+            raise ValueError(f"space must be one of {tuple(SPACES)}, got {space!r}")
         step = _pair(grid_step, "grid_step")
         if not all(0 < s < float("inf") for s in step):
             raise ValueError(f"grid_step must be two positive finite numbers, got {grid_step!r}")
@@ -233,10 +228,10 @@ class Codebook:
             progress: show a tqdm bar over the images.
         """
         if space not in SPACES:
-            raise ValueError(f"space must be one of {SPACES}, got {space!r}")
+            raise ValueError(f"space must be one of {tuple(SPACES)}, got {space!r}")
         if represent not in ("mean", "centre"):
             raise ValueError(f'represent must be "mean" or "centre", got {represent!r}')
-        default_extent, default_cells = _DEFAULT_GRIDS[space]
+        default_extent, default_cells = color_space(space).default_grid
         ranges = [_pair(r, "each extent range") for r in (extent or default_extent)]
         if len(ranges) != 2 or not all(float("-inf") < lo < hi < float("inf") for lo, hi in ranges):
             raise ValueError(f"extent must be ((lo0, hi0), (lo1, hi1)) with lo < hi, got {extent!r}")
@@ -273,23 +268,40 @@ class Codebook:
             centres = lo[:, None] + (ij + 0.5) * step[:, None]
         return cls(centres.T, space, tuple(step.tolist()), f"{space}{n}-data")
 
+    def to_header(self):
+        """The JSON-able description of the codebook besides its centres:
+        {"name", "space", "grid_step", "bins"}. Every file that holds a
+        codebook (codebook files, model files, training checkpoints) stores
+        this header next to a "centres" tensor; from_header reverses it."""
+        return {"name": self.name, "space": self.space, "grid_step": list(self.grid_step), "bins": self.num_bins}
+
+    @classmethod
+    def from_header(cls, header, centres):
+        """The Codebook of a to_header() dict and its (Q, 2) centres; ValueError
+        naming the problem when they do not fit together."""
+        if not isinstance(header, dict):
+            raise ValueError(f"a codebook header must be a JSON object, got {type(header).__name__}")
+        try:
+            space, step, name = header["space"], header["grid_step"], header.get("name")
+        except KeyError as exc:
+            raise ValueError(f"the codebook header lacks {exc}") from None
+        codebook = cls(centres, space, step, name)
+        if "bins" in header and header["bins"] != codebook.num_bins:
+            raise ValueError(f"the codebook header says {header['bins']} bins but {codebook.num_bins} centres are stored")
+        return codebook
+
     def save(self, path):
         """Write the codebook to a safetensors file, atomically: a temporary file in
         the same directory is renamed over ``path`` only once it is complete."""
         path = os.fspath(path)
-        metadata = {
-            "format": _FORMAT,
-            "version": str(_VERSION),
-            "space": self.space,
-            "grid_step": json.dumps(list(self.grid_step)),
-            "name": json.dumps(self.name),
-        }
+        metadata = {"format": _FORMAT, "version": str(_VERSION), "codebook": json.dumps(self.to_header())}
         with atomic_path(path) as tmp:
             safetensors.torch.save_file({"centres": self.centres.cpu().contiguous()}, tmp, metadata=metadata)
 
     @classmethod
     def load(cls, path):
-        """Read a codebook written by save (centres on the CPU)."""
+        """Read a codebook written by save (centres on the CPU). Files of the
+        first format (version 1, before the codebook header) load as well."""
         try:
             with safetensors.safe_open(os.fspath(path), framework="pt") as f:
                 meta = f.metadata() or {}
@@ -300,9 +312,13 @@ class Codebook:
             raise ValueError(f"{path} is not a fastcolor codebook: {exc}") from exc
         try:
             version = int(meta["version"])
-            space, step, name = meta["space"], json.loads(meta["grid_step"]), json.loads(meta["name"])
-        except (KeyError, ValueError) as exc:
-            raise ValueError(f"{path}: damaged codebook metadata ({exc!r})") from exc
-        if version > _VERSION:
-            raise ValueError(f"{path}: codebook format version {version} is newer than this fastcolor ({_VERSION})")
-        return cls(centres, space, step, name)
+            if version > _VERSION:
+                raise ValueError(f"codebook format version {version} is newer than this fastcolor ({_VERSION})")
+            if version == 1:
+                header = {"space": meta["space"], "grid_step": json.loads(meta["grid_step"]),
+                          "name": json.loads(meta["name"])}
+            else:
+                header = json.loads(meta["codebook"])
+            return cls.from_header(header, centres)
+        except (KeyError, ValueError, TypeError) as exc:
+            raise ValueError(f"{path}: damaged codebook file ({exc})") from exc

@@ -64,7 +64,7 @@ from urllib.parse import unquote
 
 from tqdm import tqdm
 
-from ._io import write_bytes_atomic
+from ...atomic import write_bytes_atomic
 
 RECIPE_VERSION = 3
 MIN_SIDE = 200
@@ -113,8 +113,8 @@ def split_for(source: str, identity: str, val_only: bool = False) -> str:
 
 def is_photo(data: bytes) -> tuple[bool, str, int, int]:
     """(keep, reason, width, height) by rules 2-4 of the module doc."""
-    from .color import rgb_to_lab
-    from .images import ImageReadError, load_image
+    from ...color import rgb_to_lab
+    from ..images import ImageReadError, load_image
 
     try:
         rgb, alpha = load_image(io.BytesIO(data))

@@ -10,23 +10,18 @@ Two architectures (DESIGN.md, section 1), both mapping normalised lightness
   logits at full resolution; 148,928 parameters at width 1 and Q = 32.
 
 ``width`` multiplies every channel count (rounded to a multiple of 8, at
-least 8), for quick experiments and tests. ``save_model``/``load_model`` keep
-a model, its codebook and free-form metadata in one safetensors file.
+least 8), for quick experiments and tests. The model file (a network, its
+codebook or regression, and metadata) is fastcolor.models.modelfile.
 """
 
-import json
 import math
-import os
 
-import safetensors
-import safetensors.torch
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._io import atomic_path
-from .codebook import Codebook
-from .ops import MAX_BINS
+from ..color.spaces import color_space
+from ..ops import MAX_BINS
 
 __all__ = [
     "ECCV16",
@@ -35,13 +30,8 @@ __all__ = [
     "build_model",
     "normalize_light",
     "predict_padded",
-    "save_model",
-    "load_model",
+    "unwrap",
 ]
-
-_FORMAT, _VERSION = "fastcolor.model", 1
-_RESERVED_META = ("config", "space", "codebook_name", "grid_step")
-
 
 def _channels(c, width):
     """c * width rounded to the nearest multiple of 8, at least 8."""
@@ -267,19 +257,15 @@ def build_model(arch, num_bins, width=1.0):
 
 
 def normalize_light(light, space):
-    """The network input from lightness, centred near 0.
+    """The network input from lightness, centred near 0 (ColorSpace.normalize_light).
 
     lab: (L - 50) / 100 for L* in [0, 100]; yuv: Y - 0.5 for Y in [0, 1].
     Works on any tensor shape; returns a new tensor.
     """
-    if space == "lab":
-        return (light - 50.0) / 100.0
-    if space == "yuv":
-        return light - 0.5
-    raise ValueError(f'space must be "lab" or "yuv", got {space!r}')
+    return color_space(space).normalize_light(light)
 
 
-def _unwrap(model):
+def unwrap(model):
     """The plain module inside torch.compile / DataParallel wrappers."""
     while True:
         if isinstance(getattr(model, "_orig_mod", None), nn.Module):
@@ -297,7 +283,7 @@ def predict_padded(model, x):
     a multiple of model.input_multiple, runs the model, and crops the logits
     to (N, Q, ceil(H / s), ceil(W / s)) with s = model.output_stride.
     """
-    inner = _unwrap(model)
+    inner = unwrap(model)
     m, s = getattr(inner, "input_multiple", None), getattr(inner, "output_stride", None)
     if m is None or s is None:
         raise ValueError("predict_padded needs a model with input_multiple and output_stride (a fastcolor model)")
@@ -312,113 +298,3 @@ def predict_padded(model, x):
         x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
     logits = model(x)
     return logits[..., : -(-h // s), : -(-w // s)]
-
-
-def _json_meta(meta):
-    meta = dict(meta or {})
-    clash = sorted(set(meta) & set(_RESERVED_META))
-    if clash:
-        raise ValueError(f"meta must not use the reserved keys {clash} (they are filled in from the model and codebook)")
-    try:
-        json.dumps(meta, allow_nan=True)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"meta must be JSON-serialisable: {exc}") from None
-    return meta
-
-
-def save_model(path, model, codebook, meta=None, class_weights=None):
-    """Write a model, its codebook and metadata to one safetensors file.
-
-    Tensors: "model.<state_dict key>" (on the CPU, contiguous),
-    "codebook.centres", and "class_weights" (Q,) when given (either as the
-    argument or as a tensor under meta["class_weights"]). Metadata:
-    metadata["fastcolor"] = JSON of {"config": model.config, "space",
-    "codebook_name", "grid_step", **meta}; meta must be JSON-serialisable
-    (e.g. temperature, input_size, a training summary).
-
-    Atomic: the file is written to a temporary file in the same folder and
-    renamed over ``path`` only once complete, so a failed write leaves any
-    previous file intact.
-    """
-    path = os.fspath(path)
-    inner = _unwrap(model)
-    config = getattr(inner, "config", None)
-    if not isinstance(config, dict) or config.get("arch") not in ARCHITECTURES:
-        raise ValueError(f"save_model needs a fastcolor model (ECCV16 or ColorUNet), got {type(inner).__name__}")
-    if not isinstance(codebook, Codebook):
-        raise ValueError(f"codebook must be a fastcolor.Codebook, got {type(codebook).__name__}")
-    if len(codebook) != config["num_bins"]:
-        raise ValueError(f"the codebook has {len(codebook)} bins but the model predicts {config['num_bins']}")
-    meta = dict(meta or {})
-    if isinstance(meta.get("class_weights"), torch.Tensor):
-        if class_weights is not None:
-            raise ValueError("class_weights given twice (argument and meta)")
-        class_weights = meta.pop("class_weights")
-    meta = _json_meta(meta)
-
-    tensors = {f"model.{k}": v.detach().cpu().contiguous().clone() for k, v in inner.state_dict().items()}
-    tensors["codebook.centres"] = codebook.centres.detach().cpu().contiguous().clone()
-    if class_weights is not None:
-        cw = torch.as_tensor(class_weights).detach().cpu().to(torch.float32).contiguous()
-        if cw.shape != (len(codebook),):
-            raise ValueError(f"class_weights must have shape ({len(codebook)},), got {tuple(cw.shape)}")
-        tensors["class_weights"] = cw
-    header = {
-        "config": config,
-        "space": codebook.space,
-        "codebook_name": codebook.name,
-        "grid_step": list(codebook.grid_step),
-        **meta,
-    }
-    metadata = {"format": _FORMAT, "version": str(_VERSION), "fastcolor": json.dumps(header)}
-
-    with atomic_path(path) as tmp:
-        safetensors.torch.save_file(tensors, tmp, metadata=metadata)
-
-
-def load_model(path, map_location="cpu"):
-    """Read a file written by save_model.
-
-    Returns (model, codebook, meta): the model rebuilt from its config with
-    the saved weights, on ``map_location``, in eval mode; the codebook (on
-    the same device); and the meta dict given to save_model, plus
-    meta["class_weights"] ((Q,) float32 tensor) when the file holds them.
-    Raises ValueError for a file that is not a fastcolor model.
-    """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"no model file at {path}")
-    try:
-        with safetensors.safe_open(path, framework="pt") as f:
-            metadata = f.metadata() or {}
-            if metadata.get("format") != _FORMAT or "fastcolor" not in metadata:
-                raise ValueError(f"{path} is a safetensors file but not a fastcolor model")
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except safetensors.SafetensorError as exc:
-        raise ValueError(f"{path} is not a fastcolor model (not a readable safetensors file: {exc})") from exc
-    try:
-        version = int(metadata["version"])
-        header = json.loads(metadata["fastcolor"])
-        config = header.pop("config")
-        space, name, step = header.pop("space"), header.pop("codebook_name"), header.pop("grid_step")
-    except (KeyError, ValueError, TypeError, AttributeError) as exc:
-        raise ValueError(f"{path}: damaged fastcolor model metadata ({exc!r})") from exc
-    if version > _VERSION:
-        raise ValueError(f"{path}: model format version {version} is newer than this fastcolor ({_VERSION})")
-    if not isinstance(config, dict) or set(config) != {"arch", "num_bins", "width"}:
-        raise ValueError(f"{path}: damaged model config {config!r}")
-    if "codebook.centres" not in tensors:
-        raise ValueError(f"{path}: the file has no codebook (tensor 'codebook.centres')")
-
-    model = build_model(**config)
-    state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise ValueError(f"{path}: the weights do not fit a {config['arch']} model with config {config}: {exc}") from exc
-    model.to(map_location).eval()
-    codebook = Codebook(tensors["codebook.centres"], space, step, name).to(map_location)
-    meta = header
-    if "class_weights" in tensors:
-        meta["class_weights"] = tensors["class_weights"].to(map_location)
-    return model, codebook, meta

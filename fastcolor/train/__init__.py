@@ -62,19 +62,18 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from . import color, nn as fcnn
-from .ops import backend as _backend
-from ._io import atomic_path, write_bytes_atomic
-from .codebook import Codebook
-from .ops import bin_histogram
-from .prior import prior_from_counts, rebalance_weights
+from .. import color, nn as fcnn
+from ..atomic import atomic_path, write_bytes_atomic
+from ..color.codebook import Codebook
+from ..ops import bin_histogram
+from ..color.prior import prior_from_counts, rebalance_weights
 
 __all__ = ["TrainConfig", "train", "main", "lr_at", "DataOrder"]
 
 ARCHS = ("eccv16", "colorunet")
 CODEBOOKS = ("zhang313", "data")
 LOSSES = ("rebalanced", "l2")
-BACKENDS = {"fused": "kernels", "reference": "reference"}
+from ..ops.backend import BACKENDS
 CHECKPOINT_FORMAT, CHECKPOINT_VERSION = "fastcolor.checkpoint", 1
 # Fields that must not change between a run and its --resume (they change the model,
 # the data order or the optimisation); the others (logging, workers, device...) may.
@@ -100,7 +99,7 @@ class TrainConfig:
     k: Optional[int] = None  # soft-encoding neighbours: 5 for zhang313, 1 for data codebooks
     sigma: Optional[float] = None  # soft-encoding / prior smoothing width: codebook.default_sigma
     loss: str = "rebalanced"
-    backend: str = "fused"
+    backend: str = "kernels"
     lr: float = 3e-4
     weight_decay: float = 1e-3
     warmup: Optional[int] = None  # steps; default steps // 10, at most 1000
@@ -321,7 +320,7 @@ def _stats_images(files, max_side, progress):
     """The training images as float (3, h, w) tensors in [0, 1], downscaled to at
     most max_side (area-like antialiasing); unreadable files are skipped.
     Decoded by a few threads (Pillow releases the GIL), in the order of files."""
-    from .images import ImageReadError, load_image
+    from ..data.images import ImageReadError, load_image
 
     def read(path):
         try:
@@ -400,13 +399,13 @@ class L2Loss(torch.nn.Module):
 
 
 def _build(config, codebook, class_weights):
-    from .models import build_model
+    from ..models import build_model
 
     if config.loss == "rebalanced":
         model = build_model(config.arch, num_bins=len(codebook), width=config.width)
         criterion = fcnn.RebalancedCrossEntropy(
             codebook, prior=None, class_weights=class_weights, k=config.k, sigma=config.sigma,
-            skip_gray_images=True, gray_threshold=_gray_threshold(config.space),
+            skip_gray_images=True, gray_threshold=_gray_threshold(config.space), backend=config.backend,
         )
     else:
         model = build_model(config.arch, num_bins=2, width=config.width)
@@ -549,7 +548,7 @@ def _val_batch(config, rank):
     """The fixed validation set: up to val_images centre crops, (N, 3, crop, crop)."""
     if config.val is None or config.val_images == 0 or rank != 0:
         return None
-    from .dataset import ImageFolder
+    from ..data.dataset import ImageFolder
 
     ds = ImageFolder(config.val, crop_size=config.crop, augment=False, max_side=config.max_side, seed=config.seed)
     n = min(len(ds), config.val_images)
@@ -564,7 +563,7 @@ def validate(config, model, criterion, decoder, codebook, prior, rgb_all, device
     the per-pixel Lab ab accuracy, thresholds 0..150), val_auc_rebalanced (pixels
     weighted by the inverse prior of their true bin), val_colourfulness (mean over
     the predictions) and val_colourfulness_true."""
-    from . import metrics
+    from .. import metrics
 
     was_training = model.training
     model.eval()
@@ -600,7 +599,7 @@ def validate(config, model, criterion, decoder, codebook, prior, rgb_all, device
 
 
 def _normalize(light, space):
-    from .models import normalize_light
+    from ..models import normalize_light
 
     return normalize_light(light, space)
 
@@ -697,7 +696,7 @@ def train(config):
 
     Raises ValueError with a message naming the problem on bad configuration or data.
     """
-    from .images import find_images
+    from ..data.images import find_images
 
     ctx = _Dist()
     config = dataclasses.replace(config, world_size=ctx.world_size).resolved()
@@ -720,21 +719,18 @@ def train(config):
             device = torch.device("cuda", torch.cuda.current_device())
         torch.cuda.set_device(device)
     ctx.init(device)
-    previous_backend = _backend.get_backend()
-    _backend.set_backend(BACKENDS[config.backend])
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     try:
         return _run(config, ctx, device, ckpt_path, resume)
     finally:
-        _backend.set_backend(previous_backend)
         ctx.close()
 
 
 def _run(config, ctx, device, ckpt_path, resume):
     """The training loop of train(); resume is (tensors, meta) of a checkpoint or None."""
-    from .dataset import ImageFolder
-    from .models import save_model
+    from ..data.dataset import ImageFolder
+    from ..models import Regression, save_model
 
     out = Path(config.out)
     amp = config.amp == "bf16"
@@ -769,7 +765,7 @@ def _run(config, ctx, device, ckpt_path, resume):
     criterion.to(device)
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
-    decoder = fcnn.AnnealedMeanDecoder(codebook, config.temperature).to(device)
+    decoder = fcnn.AnnealedMeanDecoder(codebook, config.temperature, backend=config.backend).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.9, 0.99),
                                  weight_decay=config.weight_decay)
 
@@ -814,10 +810,9 @@ def _run(config, ctx, device, ckpt_path, resume):
             meta = {"temperature": config.temperature, "input_size": config.input_size, "loss": config.loss,
                     "steps": step, "data": config.data, "crop": config.crop, "lam": config.lam, "k": config.k,
                     "sigma": config.sigma, "train_images": order.n}
-            if config.loss == "l2":  # the output is chroma / scale (see regression_codebook)
-                meta["regression_scale"] = _regression_scale(config.space)
-            if config.loss == "l2":
-                save_model(out / "model.safetensors", model, regression_codebook(config.space), meta)
+            if config.loss == "l2":  # the output is chroma / scale
+                save_model(out / "model.safetensors", model, meta=meta,
+                           regression=Regression(config.space, _regression_scale(config.space)))
             else:
                 save_model(out / "model.safetensors", model, codebook, meta, class_weights=class_weights)
         ctx.barrier()
@@ -899,14 +894,6 @@ def _run(config, ctx, device, ckpt_path, resume):
     return out
 
 
-def regression_codebook(space):
-    """The "codebook" saved with an L2 model: its two centres are the regression
-    basis scale * I, so that chroma = sum_c out_c centres_c (= scale * out)."""
-    scale = _regression_scale(space)
-    step = (10.0, 10.0) if space == "lab" else (0.09, 0.13)
-    return Codebook(torch.eye(2) * scale, space, step, "regression")
-
-
 # ----------------------------------------------------------------------------- CLI
 
 
@@ -930,7 +917,7 @@ def _parser():
     p.add_argument("--sigma", type=float, default=None, help="soft-encoding width (default: the codebook's)")
     p.add_argument("--loss", choices=LOSSES, default=d.loss)
     p.add_argument("--backend", choices=tuple(BACKENDS), default=d.backend,
-                   help="fused: compiled kernels; reference: the pure-PyTorch ops")
+                   help="kernels: the compiled C++/CUDA kernels; reference: the pure-PyTorch ops")
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--weight-decay", type=float, default=d.weight_decay)
     p.add_argument("--warmup", type=int, default=None, help="warmup steps (default steps/10, at most 1000)")
@@ -976,6 +963,3 @@ def main(argv=None):
         print(f"fastcolor train: wrote {out / 'model.safetensors'}")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

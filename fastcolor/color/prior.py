@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import ops
+from .. import ops
 from .codebook import Codebook, _as_rgb_batch, _chroma, _image_stream
 
 __all__ = ["smooth_prior", "estimate_prior", "prior_from_counts", "rebalance_weights", "imagenet_prior", "resolve_prior"]
@@ -124,7 +124,7 @@ def rebalance_weights(prior, lam=0.5):
 def imagenet_prior():
     """The released ImageNet prior of Zhang et al.: (313,) float64, already
     smoothed (sigma = 5), aligned with Codebook.zhang313(); max 0.201 at ab = (0, 0)."""
-    resource = importlib.resources.files(__package__).joinpath("data").joinpath("imagenet_prior_313.npy")
+    resource = importlib.resources.files("fastcolor").joinpath("assets", "imagenet_prior_313.npy")
     with resource.open("rb") as f:
         return torch.from_numpy(np.load(f)).to(torch.float64)
 

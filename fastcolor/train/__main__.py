@@ -1,0 +1,8 @@
+"""python -m fastcolor.train (and torchrun -m fastcolor.train): fastcolor train."""
+
+import sys
+
+from . import main
+
+if __name__ == "__main__":
+    sys.exit(main())
