@@ -250,3 +250,29 @@ def test_cuda_matches_skimage(dtype):
 
 def test_module_exports():
     assert set(fc.__all__) == {f.__name__ for f in ALL_FUNCS}
+
+
+# ------------------------------------------------------------ colour-space records
+
+
+def test_color_space_records_match_the_conversions():
+    from fastcolor.color import LAB, YUV, color_space
+
+    g = torch.Generator().manual_seed(5)
+    rgb = torch.rand(2, 3, 5, 7, generator=g)
+    for record, forward in ((LAB, rgb_to_lab), (YUV, rgb_to_yuv)):
+        light, chroma = record.split(rgb)
+        want = forward(rgb)
+        assert torch.equal(light, want[:, :1]) and torch.equal(chroma, want[:, 1:])
+        back = record.join(light, chroma)
+        assert back.min() >= 0 and back.max() <= 1
+        torch.testing.assert_close(back, rgb, atol=1e-4, rtol=0)
+        assert color_space(record.name) is record
+    assert torch.equal(YUV.lightness(rgb), rgb_to_gray(rgb))
+    # join clips to the gamut in both spaces (the plain inverse would not, for YUV)
+    far = torch.tensor([0.5, 0.6, -0.6]).view(1, 3, 1, 1)
+    assert YUV.join(far[:, :1], far[:, 1:]).max() == 1 and yuv_to_rgb(far).max() > 1
+    assert (LAB.normalize_light(torch.tensor([50.0])), YUV.normalize_light(torch.tensor([0.5]))) == (0, 0)
+    assert (LAB.gray_threshold, YUV.gray_threshold, LAB.regression_scale, YUV.regression_scale) == (5.0, 0.02, 100.0, 1.0)
+    with pytest.raises(ValueError, match="unknown colour space"):
+        color_space("hsv")

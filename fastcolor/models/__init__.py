@@ -15,7 +15,7 @@ from .networks import (
     predict_padded,
     unwrap,
 )
-from .modelfile import Regression, load_model, save_model
+from .modelfile import Regression, convert, load_model, save_model
 
 __all__ = [
     "ARCHITECTURES",
@@ -27,5 +27,6 @@ __all__ = [
     "predict_padded",
     "save_model",
     "Regression",
+    "convert",
     "unwrap",
 ]

@@ -20,14 +20,12 @@ JSON object with
 Version 1 files (the header keys ``config``, ``space``, ``codebook_name``,
 ``grid_step`` with the metadata beside them; L2 models with a stand-in
 "regression" codebook) still load: load_model converts them on the fly, and
-``python -m fastcolor.models.modelfile OLD NEW`` rewrites one as version 2.
+``fastcolor.models.convert(OLD, NEW)`` rewrites one as version 2.
 """
 
-import argparse
 import json
 import math
 import os
-import sys
 
 import safetensors
 import safetensors.torch
@@ -204,23 +202,3 @@ def convert(src, dst):
     model, codebook, meta = load_model(src)
     regression = meta.pop("regression", None)
     save_model(dst, model, codebook, meta, regression=regression)
-
-
-def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m fastcolor.models.modelfile",
-                                description="Rewrite a fastcolor model file in the current format "
-                                            f"(version {VERSION}).")
-    p.add_argument("src", help="the model file to read")
-    p.add_argument("dst", help="where to write it (may be the same path: the write is atomic)")
-    args = p.parse_args(argv)
-    try:
-        convert(args.src, args.dst)
-    except (OSError, ValueError) as exc:
-        print(f"fastcolor: error: {exc}", file=sys.stderr)
-        return 2
-    print(f"wrote {args.dst} (model format version {VERSION})")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
