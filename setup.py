@@ -138,7 +138,7 @@ def extensions():
 setup(
     name="fastcolor",
     version="0.1.0",
-    description="Learned image and video colorization with fused CUDA/C++ kernels",
+    description="Learned image colorization with fused CUDA/C++ kernels",
     packages=find_packages(include=["fastcolor", "fastcolor.*"]),
     package_data={"fastcolor": ["assets/*"]},
     python_requires=">=3.10",

@@ -1,7 +1,7 @@
 """The straightforward PyTorch formulation of the rebalanced loss that
-DESIGN.md section 3's anchors were measured with: cdist -> topk -> Gaussian ->
+The design document's GPU anchors (docs/design.md section 6) were measured with: cdist -> topk -> Gaussian ->
 scatter into dense targets -> log_softmax -> weighted sum. Unlike
-fastcolor.reference (the spec) it does not break distance ties by bin index,
+fastcolor.ops.reference (the spec) it does not break distance ties by bin index,
 which makes it about twice as fast; the benchmarks report both."""
 
 import torch

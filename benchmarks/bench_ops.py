@@ -1,10 +1,10 @@
 """Benchmark every fastcolor op against its pure-PyTorch reference.
 
-For each op and shape: the eager reference (fastcolor.reference, the
+For each op and shape: the eager reference (fastcolor.ops.reference, the
 straightforward formulation), torch.compile of that reference, and
 fastcolor's kernel, as median times and as ratios; on a GPU also the
 memory-bandwidth floor (bytes that must move / measured copy bandwidth) and,
-for the loss, peak memory. Shapes are those of DESIGN.md section 3 on a GPU
+for the loss, peak memory. Shapes are those of docs/design.md section 6.2 on a GPU
 and smaller ones on the CPU.
 
     python benchmarks/bench_ops.py                 # the GPU if there is one
@@ -76,7 +76,7 @@ GPU_CASES = [
     Case("loss", 64, 32, 256, 256, torch.float32, k=1, label="Stanford"),
     Case("loss", 64, 32, 256, 256, torch.bfloat16, k=1, label="Stanford"),
     Case("decode", 64, 32, 256, 256, torch.float32, label="Stanford"),
-    # beyond DESIGN.md's table: channels_last logits, decode with its backward, the ab-only ops
+    # beyond the design document's table: channels_last logits, decode with its backward, the ab-only ops
     Case("loss", 40, 313, 56, 56, torch.bfloat16, label="NHWC", compile=False, channels_last=True),
     Case("decode", 40, 313, 56, 56, torch.float32, label="NHWC", compile=False, channels_last=True),
     Case("decode_fb", 40, 313, 56, 56, torch.float32, compile=False),

@@ -1,10 +1,10 @@
-"""One full ECCV16 training step with each loss, on a GPU (DESIGN.md section 3,
+"""One full ECCV16 training step with each loss, on a GPU (docs/design.md section 6,
 "End to end"): batch 40, 176x176 crops, bf16 autocast, channels_last, Adam.
 
 Losses compared: a trivial one (logits.mean(): the ceiling any loss can
 reach), fastcolor's fused loss (fastcolor.nn.RebalancedCrossEntropy), the
 straightforward eager formulation (benchmarks/baselines.py) and
-torch.compile of it, and the spec (fastcolor.reference) eagerly. Reported:
+torch.compile of it, and the spec (fastcolor.ops.reference) eagerly. Reported:
 median step time and peak memory, and their ratios to the trivial loss.
 
     python benchmarks/bench_train_step.py [--batch 40] [--size 176] [--steps 20] [--json out.json]

@@ -11,7 +11,7 @@
 #    memcheck and racecheck over the kernel-variant tests;
 # 3. optionally (TRAIN_SCRIPT=path) a training script, alone (run next to the
 #    tests on 16 cores, four trainings never got past decoding their photos);
-# 4. then, alone on the GPU, the op benchmarks (DESIGN.md section 3) and the
+# 4. then, alone on the GPU, the op benchmarks (docs/design.md section 6) and the
 #    ECCV16 training-step benchmark;
 # and prints the summaries and the benchmark tables last.
 # 5. optionally (PROFILE=1) Nsight Compute over one call of each benchmark case

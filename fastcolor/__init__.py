@@ -1,4 +1,4 @@
-"""fastcolor: learned image and video colorization on fused CUDA/C++ kernels.
+"""fastcolor: learned image colorization on fused CUDA/C++ kernels.
 
 Colorization as classification (Zhang, Isola, Efros, ECCV 2016): predict a
 distribution over quantised chroma bins from lightness, train it with a

@@ -1,4 +1,4 @@
-"""fastcolor.rcc against archives built here by a small writer of the format
+"""fastcolor.data.photoset.rcc against archives built here by a small writer of the format
 (as Qt's rcc lays it out: header, data, names, tree; children sorted by name hash)."""
 
 import os

@@ -3,7 +3,7 @@
 Each function validates its arguments (ValueError on bad shapes, devices or
 values), then runs the compiled kernel for the tensors' device (C++ on the
 CPU, CUDA on the GPU) or, where none was compiled, the pure-PyTorch
-reference in fastcolor.reference, which also defines the exact semantics.
+reference in fastcolor.ops.reference, which also defines the exact semantics.
 Everything here traces under torch.compile(fullgraph=True).
 
 ``centres`` is the (Q, 2) tensor of bin centres in the chroma plane, or a
@@ -14,7 +14,7 @@ memory layout (contiguous or channels_last), with float32 accumulation
 
 Non-finite ab: on CPU tensors the ops raise ValueError. On CUDA tensors they
 do not check (that would synchronise the device): such a pixel gets index -1,
-NaN targets and a NaN loss, as documented in fastcolor.reference.
+NaN targets and a NaN loss, as documented in fastcolor.ops.reference.
 """
 
 import torch

