@@ -1,6 +1,6 @@
 """Colorization networks and their one-file format.
 
-Two architectures (DESIGN.md, section 1), both mapping normalised lightness
+Two architectures (docs/design.md, section 2.7), both mapping normalised lightness
 (N, 1, H, W) to chroma-bin logits:
 
 * ``ECCV16``: the network of Zhang, Isola, Efros (ECCV 2016): eight blocks of
