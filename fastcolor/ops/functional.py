@@ -17,6 +17,8 @@ do not check (that would synchronise the device): such a pixel gets index -1,
 NaN targets and a NaN loss, as documented in fastcolor.ops.reference.
 """
 
+import operator
+
 import torch
 
 from . import backend as _backend, reference
@@ -73,12 +75,16 @@ def _ab(ab, op):
     return ab
 
 
-def _logits(logits, centres, op):
+def _logits_tensor(logits, op):
     if not isinstance(logits, torch.Tensor) or logits.dim() != 4:
         shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
-        raise ValueError(f"{op}: logits must have shape (N, Q, H, W), got {shape}")
+        raise ValueError(f"{op}: logits must have shape (N, Q, H, W) (a tensor), got {shape}")
     if logits.dtype not in _LOGIT_DTYPES:
         raise ValueError(f"{op}: logits must be float32, float16, bfloat16 or float64, got {logits.dtype}")
+
+
+def _logits(logits, centres, op):
+    _logits_tensor(logits, op)
     if logits.shape[1] != centres.shape[0]:
         raise ValueError(
             f"{op}: logits have {logits.shape[1]} channels but the codebook has {centres.shape[0]} bins"
@@ -99,12 +105,34 @@ def _pixels(t, name, logits, op, channels=None):
 
 
 def _k_sigma(k, sigma, bins, op):
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= min(MAX_K, bins):
+    try:
+        k_int = None if isinstance(k, bool) else operator.index(k)  # int, numpy and torch integers
+    except TypeError:
+        k_int = None
+    if k_int is None or not 1 <= k_int <= min(MAX_K, bins):
         raise ValueError(f"{op}: k must be an integer between 1 and min({MAX_K}, number of bins = {bins}), got {k!r}")
-    sigma = float(sigma)
+    try:
+        sigma = float(sigma)
+    except (TypeError, ValueError):
+        raise ValueError(f"{op}: sigma must be a positive finite number, got {sigma!r}") from None
     if not (sigma > 0 and sigma < float("inf")):
         raise ValueError(f"{op}: sigma must be a positive finite number, got {sigma}")
-    return sigma
+    return k_int, sigma
+
+
+def _not_differentiated(op, **tensors):
+    """fastcolor's ops differentiate the logits only. A gradient asked of any
+    other tensor would be silently missing on the kernels (and present on the
+    reference): refuse it on both, with the way out."""
+    if not torch.is_grad_enabled():
+        return
+    for name, t in tensors.items():
+        t = getattr(t, "centres", t)
+        if isinstance(t, torch.Tensor) and t.requires_grad:
+            raise ValueError(
+                f"{op}: {name} requires grad, but fastcolor's ops are differentiable in the logits only; "
+                f"pass {name}.detach() (or compute it under torch.no_grad())"
+            )
 
 
 def _weights(t, name, op, nonneg=True):
@@ -158,9 +186,10 @@ def soft_encode(ab, centres, k=5, sigma=5.0, *, backend=None):
         (N, Q, H, W) float32.
     """
     op = "soft_encode"
+    _not_differentiated(op, ab=ab, centres=centres)
     ab = _ab(ab, op)
     c = _centres(centres, ab, op)
-    sigma = _k_sigma(k, sigma, c.shape[0], op)
+    k, sigma = _k_sigma(k, sigma, c.shape[0], op)
     if _backend.use_kernels(ab.device.type, backend):
         return torch.ops.fastcolor.soft_encode(ab, c, k, sigma)
     return reference.soft_encode(ab, c, k, sigma)
@@ -180,6 +209,7 @@ def bin_histogram(ab, centres, weight=None, *, backend=None):
         without weight). Accumulate over batches and normalise to get a prior.
     """
     op = "bin_histogram"
+    _not_differentiated(op, ab=ab, centres=centres, weight=weight)
     ab = _ab(ab, op)
     c = _centres(centres, ab, op)
     if weight is not None:
@@ -230,11 +260,15 @@ def rebalanced_cross_entropy(
         float32 loss (float64 for float64 logits): a scalar, or (N, H, W).
     """
     op = "rebalanced_cross_entropy"
+    _logits_tensor(logits, op)
+    _not_differentiated(op, ab=ab, centres=centres, class_weights=class_weights, pixel_weight=pixel_weight)
+    if isinstance(ab, torch.Tensor) and ab.device != logits.device:
+        raise ValueError(f"{op}: ab is on {ab.device} but the logits are on {logits.device}")
     ab = _ab(ab, op)
-    c = _centres(centres, ab, op)
+    c = _centres(centres, logits, op)
     _logits(logits, c, op)
     _pixels(ab, "ab", logits, op, channels=2)
-    sigma = _k_sigma(k, sigma, c.shape[0], op)
+    k, sigma = _k_sigma(k, sigma, c.shape[0], op)
     if reduction not in _REDUCTIONS:
         raise ValueError(f"{op}: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
     if not isinstance(class_weights, torch.Tensor) or tuple(class_weights.shape) != (c.shape[0],):
@@ -252,8 +286,9 @@ def rebalanced_cross_entropy(
             logits, ab, c, cw, pixel_weight, k, sigma, reduction, compute_grad
         )
         return loss
-    return reference.rebalanced_cross_entropy(logits, ab, c, cw, pixel_weight=pixel_weight, k=k, sigma=sigma,
+    loss = reference.rebalanced_cross_entropy(logits, ab, c, cw, pixel_weight=pixel_weight, k=k, sigma=sigma,
                                               reduction=reduction)
+    return _FirstOrderOnly.apply(loss, op) if loss.requires_grad else loss
 
 
 def annealed_mean(logits, centres, temperature=0.38, *, backend=None):
@@ -276,15 +311,35 @@ def annealed_mean(logits, centres, temperature=0.38, *, backend=None):
         (N, 2, H, W) float32 (float64 for float64 logits).
     """
     op = "annealed_mean"
+    _logits_tensor(logits, op)
+    _not_differentiated(op, centres=centres)
     c = _centres(centres, logits, op)
     _logits(logits, c, op)
-    temperature = float(temperature)
+    try:
+        temperature = float(temperature)
+    except (TypeError, ValueError):
+        raise ValueError(f"{op}: temperature must be a finite number >= 0, got {temperature!r}") from None
     if not 0 <= temperature < float("inf"):
         raise ValueError(f"{op}: temperature must be a finite number >= 0, got {temperature}")
     if _backend.use_kernels(logits.device.type, backend):
         ab, _ = torch.ops.fastcolor.annealed_mean(logits, c, temperature)
         return ab
-    return reference.annealed_mean(logits, c, temperature)
+    ab = reference.annealed_mean(logits, c, temperature)
+    return _FirstOrderOnly.apply(ab, op) if ab.requires_grad else ab
+
+
+class _FirstOrderOnly(torch.autograd.Function):
+    """Identity whose backward refuses double backward, as the kernels' does:
+    the two backends then agree on what can be differentiated."""
+
+    @staticmethod
+    def forward(ctx, x, op):
+        ctx.op = op
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return _first_order_only(grad, ctx.op), None
 
 
 # ------------------------------------------- fake kernels and autograd of the ops
@@ -354,13 +409,14 @@ def _register():
         ctx.set_materialize_grads(False)
         ctx.save_for_backward(grad)
         ctx.reduction = inputs[7]
+        ctx.compute_grad = inputs[8]
         ctx.mark_non_differentiable(grad)
 
     def ce_backward(ctx, grad_loss, _):
         (grad,) = ctx.saved_tensors
         if grad_loss is None:
             return (None,) * 9
-        if grad.numel() == 0:
+        if not ctx.compute_grad:
             raise RuntimeError(
                 "rebalanced_cross_entropy: backward needs the gradient stored by the forward "
                 "pass; call it with compute_grad=True (fastcolor.ops does so when logits "

@@ -101,7 +101,9 @@ def rebalanced_cross_entropy(
     w = torch.where(nearest >= 0, w, float("nan"))
     if pixel_weight is not None:
         w = w * pixel_weight.to(acc)
-    loss = -(t * logp).sum(dim=1) * w
+    # A bin outside the targets (t = 0) adds nothing, even where its logit is
+    # -inf (0 * -inf would be NaN): the kernels never read such a term.
+    loss = -torch.where(t > 0, t * logp, 0.0).sum(dim=1) * w
     if reduction == "none":
         return loss
     if reduction == "sum":
@@ -126,7 +128,26 @@ def annealed_mean(logits, centres, temperature=0.38):
     if temperature == 0:
         idx = torch.argmax(torch.nan_to_num(z, nan=-float("inf")), dim=1)
         out = c[idx].permute(0, 3, 1, 2)
-        return torch.where(torch.isnan(z).any(dim=1, keepdim=True), float("nan"), out)
-    # softmax subtracts the max itself; z / T overflows only for T < ~1e-36.
-    p = torch.softmax(z * _inverse_temperature(temperature), dim=1)
+        out = torch.where(torch.isnan(z).any(dim=1, keepdim=True), float("nan"), out)
+        # The mode is piecewise constant in the logits: its gradient is zero.
+        return _ZeroGradient.apply(out, logits) if logits.requires_grad else out
+    # Subtract the max before scaling, as the kernels do: (z - max) / T is <= 0
+    # for any T > 0, so even T = 1e-40 (1 / T saturated) gives the mode, not
+    # inf - inf = NaN.
+    shifted = z - z.amax(dim=1, keepdim=True).detach()  # a constant shift: no gradient through it
+    p = torch.softmax(shifted * _inverse_temperature(temperature), dim=1)
     return torch.einsum("nqhw,qc->nchw", p, c)
+
+
+class _ZeroGradient(torch.autograd.Function):
+    """out, whose gradient with respect to logits is zero."""
+
+    @staticmethod
+    def forward(ctx, out, logits):
+        ctx.save_for_backward(logits)
+        return out.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        (logits,) = ctx.saved_tensors
+        return None, torch.zeros_like(logits)

@@ -1,0 +1,194 @@
+"""The op contract holds on both backends for every class of input.
+
+Each case runs through fastcolor.ops once with backend="kernels" and once with
+backend="reference": either both raise the same error (type and message), or
+both return the same result (NaN where the other has NaN, values and
+gradients equal within float32 rounding). The classes: ordinary values,
+extreme temperatures, logits of -inf / NaN / huge magnitude, empty batches,
+gradients asked of every argument, double backward, integer-like k. The
+contract itself is written in docs/design.md, section 3.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+import fastcolor
+from fastcolor import ops
+
+pytestmark = pytest.mark.skipif(not fastcolor.backend_info()["compiled_cpu"],
+                                reason="fastcolor._C has no CPU kernels: there is only one backend here")
+
+BACKENDS = ("kernels", "reference")
+
+
+def _run(fn):
+    """('ok', result) or ('error', (type name, message)) of fn()."""
+    try:
+        return "ok", fn()
+    except (ValueError, TypeError, RuntimeError) as exc:
+        return "error", (type(exc).__name__, str(exc))
+
+
+def _assert_agree(outcomes, atol=1e-4, rtol=1e-4):
+    (ka, kr), (ra, rr) = outcomes["kernels"], outcomes["reference"]
+    assert ka == ra, f"kernels: {ka} {kr if ka == 'error' else ''} / reference: {ra} {rr if ra == 'error' else ''}"
+    if ka == "error":
+        assert kr == rr
+        return
+    kr = kr if isinstance(kr, tuple) else (kr,)
+    rr = rr if isinstance(rr, tuple) else (rr,)
+    for a, b in zip(kr, rr):
+        if a is None or b is None:
+            assert a is None and b is None
+            continue
+        assert a.shape == b.shape and a.dtype == b.dtype
+        torch.testing.assert_close(a, b, atol=atol, rtol=rtol, equal_nan=True)
+
+
+def _loss_and_grad(backend, z, ab, c, w, **kw):
+    z = z.detach().clone().requires_grad_(True)
+    loss = ops.rebalanced_cross_entropy(z, ab, c, w, backend=backend, **kw)
+    (g,) = torch.autograd.grad(loss.sum(), z)
+    return loss.detach(), g
+
+
+def _decode_and_grad(backend, z, c, t):
+    z = z.detach().clone().requires_grad_(True)
+    ab = ops.annealed_mean(z, c, t, backend=backend)
+    (g,) = torch.autograd.grad(ab.sum(), z)
+    return ab.detach(), g
+
+
+@pytest.fixture
+def inputs(gen, zhang_centres, zhang_weights):
+    z = torch.randn(2, 313, 5, 3, generator=gen) * 3
+    ab = (torch.rand(2, 2, 5, 3, generator=gen) - 0.5) * 160
+    return z, ab, zhang_centres, zhang_weights
+
+
+def test_logits_of_minus_infinity_outside_the_targets(inputs):
+    z, ab, c, w = inputs
+    z = z.clone()
+    far = ops.nearest_bin(-ab, c)  # bins far from each pixel's colour: never among its targets
+    z.scatter_(1, far[:, None], -float("inf"))
+    outcomes = {b: _run(lambda b=b: _loss_and_grad(b, z, ab, c, w, reduction="none")) for b in BACKENDS}
+    _assert_agree(outcomes)
+    assert torch.isfinite(outcomes["kernels"][1][0]).all()
+    outcomes = {b: _run(lambda b=b: _decode_and_grad(b, z, c, 0.38)) for b in BACKENDS}
+    _assert_agree(outcomes)
+
+
+def test_nan_logits_propagate_on_both(inputs):
+    z, ab, c, w = inputs
+    z = z.clone()
+    z[0, 7, 1, 1] = float("nan")
+    for fn in (lambda b: _loss_and_grad(b, z, ab, c, w, reduction="none"),
+               lambda b: _decode_and_grad(b, z, c, 0.38),
+               lambda b: ops.annealed_mean(z, c, 0.0, backend=b)):
+        outcomes = {b: _run(lambda b=b: fn(b)) for b in BACKENDS}
+        _assert_agree(outcomes)
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1e-40, 1e-30, 1e-3, 0.38, 1.0, 1e30])
+def test_temperatures_from_zero_to_huge(inputs, temperature):
+    z, _, c, _ = inputs
+    outcomes = {b: _run(lambda b=b: _decode_and_grad(b, z, c, temperature)) for b in BACKENDS}
+    _assert_agree(outcomes, atol=2e-3)
+    ab, grad = outcomes["kernels"][1]
+    assert torch.isfinite(ab).all() and torch.isfinite(grad).all()
+    if temperature < 1e-20:  # the mode
+        mode = c[z.argmax(dim=1)].permute(0, 3, 1, 2)
+        torch.testing.assert_close(ab, mode)
+        if temperature == 0:
+            assert (grad == 0).all()
+
+
+@pytest.mark.parametrize("shape", [(0, 313, 4, 4), (2, 313, 0, 4), (2, 313, 4, 0)])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_empty_batches(shape, reduction, zhang_centres, zhang_weights):
+    n, _, h, w = shape
+    z = torch.zeros(shape)
+    ab = torch.zeros(n, 2, h, w)
+    outcomes = {b: _run(lambda b=b: _loss_and_grad(b, z, ab, zhang_centres, zhang_weights, reduction=reduction))
+                for b in BACKENDS}
+    _assert_agree(outcomes)
+    assert outcomes["kernels"][1][1].shape == shape
+    outcomes = {b: _run(lambda b=b: _decode_and_grad(b, z, zhang_centres, 0.38)) for b in BACKENDS}
+    _assert_agree(outcomes)
+    for op in (lambda b: ops.nearest_bin(ab, zhang_centres, backend=b),
+               lambda b: ops.soft_encode(ab, zhang_centres, backend=b),
+               lambda b: ops.bin_histogram(ab, zhang_centres, backend=b)):
+        _assert_agree({b: _run(lambda b=b: op(b)) for b in BACKENDS})
+
+
+@pytest.mark.parametrize("argument", ["ab", "centres", "class_weights", "pixel_weight"])
+def test_gradients_of_other_arguments_are_refused_alike(inputs, argument):
+    z, ab, c, w = inputs
+    args = {"ab": ab.clone(), "centres": c.clone(), "class_weights": w.clone(),
+            "pixel_weight": torch.ones(2, 5, 3)}
+    args[argument].requires_grad_(True)
+
+    def loss(backend):
+        return ops.rebalanced_cross_entropy(z.clone().requires_grad_(), args["ab"], args["centres"],
+                                            args["class_weights"], pixel_weight=args["pixel_weight"],
+                                            backend=backend)
+
+    outcomes = {b: _run(lambda b=b: loss(b)) for b in BACKENDS}
+    _assert_agree(outcomes)
+    kind, (name, message) = outcomes["kernels"]
+    assert kind == "error" and name == "ValueError" and f"{argument} requires grad" in message
+    with torch.no_grad():  # no gradient asked: fine
+        _assert_agree({b: _run(lambda b=b: loss(b)) for b in BACKENDS})
+
+
+def test_gradients_refused_for_the_other_ops(inputs):
+    z, ab, c, _ = inputs
+    ab_g, c_g = ab.clone().requires_grad_(True), c.clone().requires_grad_(True)
+    cases = [lambda b: ops.soft_encode(ab_g, c, backend=b), lambda b: ops.soft_encode(ab, c_g, backend=b),
+             lambda b: ops.bin_histogram(ab, c, torch.ones(2, 5, 3, requires_grad=True), backend=b),
+             lambda b: ops.annealed_mean(z, c_g, backend=b)]
+    for case in cases:
+        outcomes = {b: _run(lambda b=b: case(b)) for b in BACKENDS}
+        _assert_agree(outcomes)
+        assert outcomes["kernels"][0] == "error"
+    # nearest_bin's output is an index: a gradient-carrying ab is harmless there.
+    _assert_agree({b: _run(lambda b=b: ops.nearest_bin(ab_g, c, backend=b)) for b in BACKENDS})
+
+
+def test_double_backward_is_refused_alike(inputs):
+    z, ab, c, w = inputs
+
+    def twice(backend, op):
+        zz = z.clone().requires_grad_(True)
+        out = ops.rebalanced_cross_entropy(zz, ab, c, w, backend=backend) if op == "loss" \
+            else ops.annealed_mean(zz, c, 0.5, backend=backend).sum()
+        (g,) = torch.autograd.grad(out, zz, create_graph=True)
+        return g
+
+    for op in ("loss", "decode"):
+        outcomes = {b: _run(lambda b=b: twice(b, op)) for b in BACKENDS}
+        _assert_agree(outcomes)
+        assert outcomes["kernels"][0] == "error" and "first-order" in outcomes["kernels"][1][1]
+
+
+@pytest.mark.parametrize("k", [np.int64(5), np.int32(3), torch.tensor(2)])
+def test_integer_like_k(inputs, k):
+    z, ab, c, w = inputs
+    _assert_agree({b: _run(lambda b=b: ops.soft_encode(ab, c, k, backend=b)) for b in BACKENDS})
+    _assert_agree({b: _run(lambda b=b: _loss_and_grad(b, z, ab, c, w, k=k)) for b in BACKENDS})
+    assert _run(lambda: ops.soft_encode(ab, c, k))[0] == "ok"
+
+
+def test_messages_name_the_argument_at_fault(inputs):
+    z, ab, c, w = inputs
+    with pytest.raises(ValueError, match="logits must have shape"):
+        ops.annealed_mean([1, 2], c)
+    with pytest.raises(ValueError, match="temperature must be"):
+        ops.annealed_mean(z, c, "warm")
+    with pytest.raises(ValueError, match="k must be an integer"):
+        ops.soft_encode(ab, c, 2.5)
+    with pytest.raises(ValueError, match="sigma must be"):
+        ops.soft_encode(ab, c, 5, "wide")
+    with pytest.raises(ValueError, match="ab is on meta but the logits are on cpu"):
+        ops.rebalanced_cross_entropy(z, ab.to("meta"), c, w)
