@@ -192,3 +192,25 @@ def test_messages_name_the_argument_at_fault(inputs):
         ops.soft_encode(ab, c, 5, "wide")
     with pytest.raises(ValueError, match="ab is on meta but the logits are on cpu"):
         ops.rebalanced_cross_entropy(z, ab.to("meta"), c, w)
+
+
+def test_float16_mean_gradient_survives_a_gradient_scaler(gen, zhang_centres, zhang_weights):
+    """With float16 logits and reduction="mean", 1 / (N H W) must not be folded
+    into a float16 gradient before the scaler's factor (it underflowed: half of
+    the entries were 0 at 64x64 pixels). The kernels now match eager autograd."""
+    z = torch.randn(1, 313, 64, 64, generator=gen) * 3
+    ab = (torch.rand(1, 2, 64, 64, generator=gen) - 0.5) * 160
+
+    def grad(dtype, backend):
+        zz = z.to(dtype).detach().requires_grad_(True)
+        loss = ops.rebalanced_cross_entropy(zz, ab, zhang_centres, zhang_weights, backend=backend)
+        (loss * 1024.0).backward()  # what torch.amp.GradScaler does
+        return zz.grad.float() / 1024.0
+
+    exact = grad(torch.float32, "reference")
+    nonzero = exact != 0
+    for backend in BACKENDS:
+        g = grad(torch.float16, backend)
+        lost = ((g == 0) & nonzero).float().mean().item()
+        error = ((g - exact).norm() / exact.norm()).item()
+        assert lost < 0.05 and error < 2e-3, (backend, lost, error)

@@ -282,6 +282,18 @@ def rebalanced_cross_entropy(
         pixel_weight = _weights(pixel_weight, "pixel_weight", op)
     if _backend.use_kernels(logits.device.type, backend):
         compute_grad = logits.requires_grad and torch.is_grad_enabled()
+        if reduction == "mean" and compute_grad and logits.dtype == torch.float16:
+            # The kernels store the gradient in the logits' dtype, already scaled
+            # by d(reduction). For "mean" that folds 1 / (N H W) in, and in
+            # float16 the dense part of the gradient then falls below the
+            # smallest subnormal (6e-8) and becomes 0 before a gradient
+            # scaler's factor is applied. So the stored gradient is the "sum"
+            # one, and autograd divides by the pixel count in float32 on the way
+            # back, rounding once, after the incoming gradient's scale.
+            loss, _ = torch.ops.fastcolor.rebalanced_cross_entropy(
+                logits, ab, c, cw, pixel_weight, k, sigma, "sum", compute_grad
+            )
+            return loss / (logits.shape[0] * logits.shape[2] * logits.shape[3])
         loss, _ = torch.ops.fastcolor.rebalanced_cross_entropy(
             logits, ab, c, cw, pixel_weight, k, sigma, reduction, compute_grad
         )
