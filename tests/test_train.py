@@ -1,5 +1,6 @@
 """fastcolor.train: runs, exact resume after SIGKILL, DDP on gloo, L2 and backends, errors."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -16,7 +17,11 @@ from PIL import Image
 
 import fastcolor
 from fastcolor import train as tr
+from fastcolor.color.codebook import Codebook
 from fastcolor.models import load_model
+from fastcolor.train.checkpoint import saved_statistics
+from fastcolor.train.config import build_parser
+from fastcolor.train.schedule import time_limited_step
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -108,6 +113,52 @@ def test_schedule_warms_up_then_decays_to_the_floor():
     assert lrs[-1] == pytest.approx(0.1, abs=1e-3)
 
 
+def test_time_limit_stretches_the_schedule_to_the_clock():
+    assert time_limited_step(10, 100, elapsed=5.0, time_limit=10.0) == (50, False)
+    assert time_limited_step(80, 100, elapsed=5.0, time_limit=10.0) == (80, False)
+    assert time_limited_step(3, 100, elapsed=12.0, time_limit=10.0) == (100, True)
+
+
+def test_config_is_frozen_and_resolved_into_new_configs(tmp_path):
+    (tmp_path / "train").mkdir()
+    (tmp_path / "val").mkdir()
+    c = tr.TrainConfig(data=str(tmp_path / "train"), out="o", codebook="data", space="yuv", steps=50,
+                       device="cpu")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        c.steps = 3
+    r = c.resolved()
+    assert (c.k, c.warmup, c.amp, c.val) == (None, None, "auto", "auto")  # untouched
+    assert (r.k, r.warmup, r.amp, r.val, r.sigma) == (1, 5, "off", str(tmp_path / "val"), None)
+    assert r.resolved() == r
+    final = r.for_run(sigma=0.05, device="cpu")
+    assert final.sigma == 0.05 and r.sigma is None
+    with pytest.raises(ValueError, match="lam"):
+        tr.TrainConfig(data="d", out="o", lam=2).resolved()
+
+
+def test_help_gives_every_flag_a_text_and_its_default():
+    parser = build_parser()
+    for action in parser._actions:
+        if action.dest == "help":
+            continue
+        assert action.help and ("default" in action.help or action.required), action.option_strings
+    text = " ".join(parser.format_help().split())  # unwrapped
+    assert "(default: 0.0003)" in text and "(default: 5 for zhang313, 1 for data)" in text
+    config = tr.TrainConfig(data="d", out="o")
+    args = vars(parser.parse_args(["--data", "d", "--out", "o"]))  # every default is TrainConfig's
+    assert {k: getattr(config, k) for k in args} == args
+
+
+def test_checkpoints_with_the_first_codebook_header_still_read():
+    codebook = Codebook.zhang313()
+    tensors = {"codebook.centres": codebook.centres, "prior": torch.full((313,), 1 / 313),
+               "class_weights": torch.ones(313)}
+    for header in (codebook.to_header(), {"space": "lab", "grid_step": [10.0, 10.0], "name": "zhang313"}):
+        cb, prior, weights, sigma = saved_statistics(tensors, {"codebook": header, "config": {"sigma": 5.0}})
+        assert torch.equal(cb.centres, codebook.centres) and cb.name == "zhang313" and cb.grid_step == (10.0, 10.0)
+        assert sigma == 5.0 and prior is tensors["prior"] and weights is tensors["class_weights"]
+
+
 def test_run_writes_files_and_learns(photos, tmp_path):
     run = tmp_path / "run"
     cfg = tr.TrainConfig(data=str(photos), out=str(run), arch="colorunet", width=0.25, codebook="data", bins=8,
@@ -122,11 +173,17 @@ def test_run_writes_files_and_learns(photos, tmp_path):
     assert np.mean(losses[-8:]) < np.mean(losses[:8])
     vals = [r for r in log if "val_auc" in r]
     assert [r["step"] for r in vals] == [15, 30]
-    for key in ("val_loss", "val_auc", "val_auc_rebalanced", "val_colourfulness"):
+    assert vals[-1].keys() == {"step", "val_loss", "val_auc", "val_auc_rebalanced", "val_colourfulness",
+                               "val_colourfulness_true", "val_psnr", "val_images"}
+    for key in ("val_loss", "val_auc", "val_auc_rebalanced", "val_colourfulness", "val_psnr"):
         assert np.isfinite(vals[-1][key])
     assert 0 <= vals[-1]["val_auc"] <= 1
     config = json.loads((run / "config.json").read_text())
     assert config["k"] == 1 and config["val"] == str(photos.parent / "val") and config["device"] == "cpu"
+    assert config.keys() == {f.name for f in dataclasses.fields(tr.TrainConfig)}
+    _, ckpt_meta = tr.read_checkpoint(run / "checkpoint.safetensors")
+    assert ckpt_meta["config"] == config  # the final config, sigma included
+    assert config["sigma"] is not None and ckpt_meta["codebook"]["bins"] == 8
     model, codebook, meta = load_model(run / "model.safetensors")
     assert model.config == {"arch": "colorunet", "num_bins": 8, "width": 0.25}
     assert codebook.space == "yuv" and len(codebook) == 8
@@ -149,6 +206,9 @@ def test_time_limit_ends_the_run_with_a_complete_model(photos, tmp_path):
     # The last step still validates and writes the files, as a last step does.
     assert any("val_auc" in r and r["step"] == done for r in log)
     assert tr.checkpoint_step(run / "checkpoint.safetensors") == done
+    _, ckpt_meta = tr.read_checkpoint(run / "checkpoint.safetensors")
+    assert ckpt_meta["config"]["steps"] == done  # the run ended there
+    assert json.loads((run / "config.json").read_text())["steps"] == 100000
     lrs = [r["lr"] for r in log if "lr" in r]
     assert lrs[-1] == pytest.approx(cfg.lr * cfg.final_lr_fraction, rel=0.05)  # the schedule was stretched to fit
     _, _, meta = load_model(run / "model.safetensors")
