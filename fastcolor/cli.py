@@ -12,7 +12,6 @@ missing model.
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -227,124 +226,12 @@ def _demo(args):
 # ------------------------------------------------------------------ evaluate
 
 
-def _square(rgb, size):
-    """uint8 (3, H, W) -> float (1, 3, size, size): shorter side resized to
-    size (bilinear, antialiased), then the centre crop."""
-    x = rgb[None].float() / 255.0
-    h, w = x.shape[-2:]
-    scale = size / min(h, w)
-    nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
-    x = torch.nn.functional.interpolate(x, size=(nh, nw), mode="bilinear", align_corners=False, antialias=True)
-    top, left = (nh - size) // 2, (nw - size) // 2
-    return x[..., top:top + size, left:left + size].clamp(0, 1)
-
-
-def evaluate(model=None, data=None, temperature=None, max_images=None, size=256, prior="data",
-             batch_size=8, device="auto", backend=None, progress=True):
-    """Metrics of a model over the photos of a folder (DESIGN.md section 1, "Metrics").
-
-    Every photo is resized (shorter side = size) and centre-cropped to
-    size x size. Rows: "model" (the colorized images), "gray" (the baseline
-    ab = 0: the input's lightness with zero chroma) and "ground_truth"
-    (colourfulness only). AuC is computed on Lab a*b* for every model (yuv
-    models too), from the RGB a user gets (after the gamut clip), so numbers
-    compare across colour spaces and with the paper.
-
-    Rebalanced AuC weights each pixel by the inverse prior of its true bin on
-    the 313 Lab bins of Zhang et al. prior="data" (default) estimates that
-    prior from the evaluated photos themselves (bin_histogram of their true
-    a*b*, smoothed with prior_from_counts); prior="imagenet" uses the
-    released ImageNet prior, as the paper did.
-
-    Returns a dict: {"model": {...}, "gray": {...}, "ground_truth": {...},
-    "images": n, "skipped": [[path, reason], ...], settings...}.
-    """
-    from tqdm.auto import tqdm
-
-    from .color.codebook import Codebook
-    from .color import rgb_to_lab
-    from .data.images import find_images, load_image
-    from .inference import Colorizer
-    from .metrics import MetricAccumulator
-    from .ops import bin_histogram
-    from .color.prior import imagenet_prior, prior_from_counts
-
-    if prior not in ("data", "imagenet"):
-        raise ValueError(f"prior must be 'data' or 'imagenet', got {prior!r}")
-    colorizer = model if isinstance(model, Colorizer) else Colorizer.load(model, device=device, backend=backend)
-    paths = find_images([data])
-    if max_images is not None:
-        paths = paths[:max_images]
-    if not paths:
-        raise ValueError(f"no images found in {data}")
-    lab313 = Codebook.zhang313()
-
-    # Pass 1: read and crop every photo, count the true a*b* bins for the prior.
-    photos, skipped = [], []
-    counts = torch.zeros(len(lab313), dtype=torch.float64)
-    for path in tqdm(paths, desc="read", unit="img", disable=None if progress else True):
-        try:
-            rgb, _ = load_image(path)
-        except (OSError, ValueError) as exc:
-            _error(path, exc)
-            skipped.append([str(path), str(exc)])
-            continue
-        square = (_square(rgb, size) * 255).round().to(torch.uint8)[0]  # keep memory at one byte a value
-        photos.append(square)
-        if prior == "data":
-            counts += bin_histogram(rgb_to_lab(square[None].float() / 255)[:, 1:], lab313).cpu()
-    if not photos:
-        raise ValueError(f"none of the {len(paths)} images in {data} could be read")
-    p = prior_from_counts(counts, lab313) if prior == "data" else imagenet_prior()
-
-    # Pass 2: colorize and accumulate.
-    acc = {name: MetricAccumulator(lab313, p) for name in ("model", "gray")}
-    for start in tqdm(range(0, len(photos), batch_size), desc="evaluate", unit="batch",
-                      disable=None if progress else True):
-        batch = photos[start:start + batch_size]
-        results = colorizer.colorize_batch(batch, batch_size=len(batch), temperature=temperature)
-        true_rgb = torch.stack(batch).float() / 255
-        true_ab = rgb_to_lab(true_rgb)[:, 1:]
-        pred_rgb = torch.stack([r.rgb for r in results]).float() / 255
-        gray_rgb = torch.stack([r.gray_rgb() for r in results]).float() / 255
-        acc["model"].add(rgb_to_lab(pred_rgb)[:, 1:], true_ab, pred_rgb, true_rgb)
-        acc["gray"].add(torch.zeros_like(true_ab), true_ab, gray_rgb, true_rgb)
-    numbers = {name: a.result() for name, a in acc.items()}
-    keys = ("auc", "auc_rebalanced", "colourfulness", "psnr")
-    report = {name: {k: numbers[name][k] for k in keys} for name in acc}
-    report["ground_truth"] = {"colourfulness": numbers["model"]["colourfulness_true"]}
-    report.update(images=len(photos), skipped=skipped, size=size, prior=prior,
-                  temperature=colorizer.temperature if temperature is None else float(temperature),
-                  model_path=str(colorizer.path) if colorizer.path else None, space=colorizer.space)
-    return report
-
-
-COLUMNS = (("auc", "AuC %"), ("auc_rebalanced", "rebal. AuC %"), ("colourfulness", "colourfulness"),
-           ("psnr", "PSNR dB"))
-
-
-def format_table(report):
-    """The evaluate report as a text table (AuC in percent, as in the paper)."""
-    def cell(row, key):
-        v = row.get(key)
-        if v is None or (isinstance(v, float) and math.isnan(v)):
-            return "-"
-        return f"{100 * v:.2f}" if key.startswith("auc") else f"{v:.2f}"
-
-    header = ["", *(title for _, title in COLUMNS)]
-    rows = [[name, *(cell(report[name], key) for key, _ in COLUMNS)]
-            for name in ("model", "gray", "ground_truth")]
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
-             for r in [header, *rows]]
-    lines.insert(1, "-" * len(lines[0]))
-    return "\n".join(lines)
-
-
 def _evaluate(args):
+    from .evaluation import evaluate, format_table
+
     try:
         report = evaluate(args.model, args.data, args.temperature, args.max_images, args.size, args.prior,
-                          args.batch_size, args.device, args.backend)
+                          args.batch_size, args.device, args.backend, on_skip=_error)
     except (OSError, ValueError) as exc:
         print(f"fastcolor: error: {exc}", file=sys.stderr)
         return 2

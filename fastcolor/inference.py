@@ -5,7 +5,7 @@
     result.rgb        # uint8 (3, H, W), the input's size
     result.alpha      # uint8 (1, H, W) or None: the input's alpha, unchanged
 
-Method (DESIGN.md section 1, "Inference"): take the lightness of the input
+Method (docs/design.md, section 2.8): take the lightness of the input
 (L* of Lab, or Y of YUV: the codebook's space), resize it to the network size
 (input_size x input_size, bilinear with antialiasing, as the paper does),
 predict logits, decode them with the annealed mean at temperature T (T = 0:
@@ -22,15 +22,13 @@ upsampled to the original size; C1 in (0, 1], C2 >= 1.
 import contextlib
 import dataclasses
 import importlib.resources
-import os
 from pathlib import Path
 
-import numpy as np
 import torch
-import torch.nn.functional as F
-from PIL import Image, ImageOps
 
 from .color.spaces import color_space
+from .data.images import read_image_float
+from .data.transforms import resize
 from .models.modelfile import Regression
 from .nn import AnnealedMeanDecoder
 from .ops.backend import resolve as resolve_backend
@@ -83,94 +81,16 @@ class ColorizeResult:
 # ------------------------------------------------------------------ input images
 
 
-def _from_pil(img):
-    """(rgb uint8 (3, H, W), alpha uint8 (1, H, W) or None) of a PIL image,
-    decoded as fastcolor.images.load_image decodes files (EXIF orientation,
-    palettes, 16-bit and float gray)."""
-    from .data.images import _decode
-
-    rgb, alpha = _decode(ImageOps.exif_transpose(img))
-    rgb = torch.from_numpy(np.array(rgb)).permute(2, 0, 1).contiguous()
-    return rgb, None if alpha is None else torch.from_numpy(np.array(alpha))[None]
-
-
-def _float01(t, what):
-    """A float tensor in [0, 1] as float32; uint8 / uint16 data scaled."""
-    if t.dtype == torch.uint8:
-        return t.float() / 255.0
-    if t.dtype == getattr(torch, "uint16", torch.uint8):
-        return t.float() / 65535.0
-    if t.dtype == torch.bool:
-        return t.float()
-    if not t.is_floating_point():
-        raise ValueError(f"{what}: integer images must be uint8 or uint16, got {t.dtype}")
-    t = t.float()
-    if t.numel():
-        lo, hi = torch.aminmax(t)
-        if not (lo >= 0 and hi <= 1):  # also false for NaN
-            raise ValueError(
-                f"{what}: float images must lie in [0, 1], got values in [{lo.item():.4g}, {hi.item():.4g}]"
-            )
-    return t
-
-
-def _channels_to_rgba(x, what):
-    """(C, H, W) float with C = 1 (gray), 2 (gray, alpha), 3 (RGB) or 4 (RGBA)
-    -> (rgb float (3, H, W), alpha float (1, H, W) or None)."""
-    c = x.shape[0]
-    if c == 1:
-        return x.expand(3, -1, -1), None
-    if c == 2:
-        return x[:1].expand(3, -1, -1), x[1:]
-    if c == 3:
-        return x, None
-    if c == 4:
-        return x[:3], x[3:]
-    raise ValueError(f"{what}: images need 1 to 4 channels (gray, gray+alpha, RGB, RGBA), got {c}")
-
-
 def load_input(image):
     """Any supported image as (rgb float32 (3, H, W) in [0, 1], alpha uint8 (1, H, W) or None), on the CPU.
 
-    image: a path (read with fastcolor.images.load_image: EXIF, palettes,
-    16-bit files), a PIL image, a torch tensor (C, H, W) with C = 1, 2, 3 or 4
-    (gray, gray+alpha, RGB, RGBA; uint8, or float in [0, 1]), or a numpy array
-    (H, W), (H, W, C) (uint8, uint16 or float in [0, 1]).
+    fastcolor.data.images.read_image_float: a path or PIL image (decoded with
+    EXIF orientation, palettes, 16-bit files, ...), a torch tensor (C, H, W)
+    with C = 1, 2, 3 or 4 (gray, gray+alpha, RGB, RGBA; uint8, uint16, bool,
+    or float in [0, 1], kept at its precision), or a numpy array (H, W),
+    (H, W, C) of the same kinds.
     """
-    if isinstance(image, (str, os.PathLike)):
-        from .data.images import load_image
-
-        rgb, alpha = load_image(image)
-        return rgb.float() / 255.0, alpha
-    if isinstance(image, Image.Image):
-        rgb, alpha = _from_pil(image)
-        return rgb.float() / 255.0, alpha
-    what = type(image).__name__
-    if isinstance(image, np.ndarray):
-        if image.ndim == 2:
-            image = image[:, :, None]
-        if image.ndim != 3:
-            raise ValueError(f"numpy images must have shape (H, W) or (H, W, C), got {image.shape}")
-        if image.dtype == np.uint16:
-            image = torch.from_numpy(image.astype(np.float32) / 65535.0)
-        else:
-            image = torch.from_numpy(np.ascontiguousarray(image))
-        image = image.permute(2, 0, 1)
-    if not isinstance(image, torch.Tensor):
-        raise TypeError(
-            f"cannot colorize a {what}: pass a path, a PIL image, a tensor (C, H, W) or a numpy array (H, W[, C])"
-        )
-    if image.dim() == 2:
-        image = image[None]
-    if image.dim() != 3:
-        raise ValueError(f"image tensors must have shape (C, H, W), got {tuple(image.shape)}")
-    if image.shape[-1] == 0 or image.shape[-2] == 0:
-        raise ValueError(f"empty image of shape {tuple(image.shape)}")
-    x = _float01(image.detach().cpu(), what)
-    rgb, alpha = _channels_to_rgba(x, what)
-    if alpha is not None:
-        alpha = _to_uint8(alpha)
-    return rgb.contiguous(), alpha
+    return read_image_float(image)
 
 
 # ------------------------------------------------------------------ helpers
@@ -178,14 +98,6 @@ def load_input(image):
 
 def _to_uint8(x):
     return (x * 255.0).round_().clamp_(0, 255).to(torch.uint8)
-
-
-def _resize(x, size):
-    """Bilinear resize of (N, C, h, w) to size; antialiased where it shrinks.
-    A convex combination of the input pixels, so ranges like [0, 1] are kept."""
-    if tuple(x.shape[-2:]) == tuple(size):
-        return x
-    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False, antialias=True)
 
 
 def _resolve_device(device):
@@ -332,7 +244,7 @@ class Colorizer:
         size = (self.input_size, self.input_size)
         space = self.color_space
         lights = [space.lightness(rgb[None].to(self.device)) for rgb, _ in loaded]
-        x = torch.cat([_resize(space.normalize_light(light), size) for light in lights])
+        x = torch.cat([resize(space.normalize_light(light), size) for light in lights])
         amp = self.autocast and self.device.type == "cuda"
         with torch.autocast("cuda", dtype=torch.bfloat16) if amp else contextlib.nullcontext():
             out = predict_padded(self.model, x).float()
@@ -351,12 +263,12 @@ class Colorizer:
         results = []
         for i, ((rgb, alpha), light) in enumerate(zip(loaded, lights)):
             full = tuple(light.shape[-2:])
-            chroma = _resize(chroma_small[i:i + 1], full)
+            chroma = resize(chroma_small[i:i + 1], full)
             rgb_out = _to_uint8(space.join(light, chroma)[0]).cpu()
             result = ColorizeResult(rgb=rgb_out, alpha=alpha, light=light[0].float().cpu(),
                                     chroma=chroma[0].cpu(), space=self.space)
             if return_confidence:
-                result.confidence_top = _resize(c1[i:i + 1], full)[0, 0].clamp_(0, 1).cpu()
-                result.confidence_ratio = _resize(c2[i:i + 1], full)[0, 0].clamp_min_(1).cpu()
+                result.confidence_top = resize(c1[i:i + 1], full)[0, 0].clamp_(0, 1).cpu()
+                result.confidence_ratio = resize(c2[i:i + 1], full)[0, 0].clamp_min_(1).cpu()
             results.append(result)
         return results

@@ -1,4 +1,4 @@
-"""Colorization metrics (DESIGN.md, section 1).
+"""Colorization metrics (docs/design.md, section 2.10).
 
 * AuC of per-pixel chroma accuracy (Zhang et al., ECCV 2016, Table 1): the
   fraction of pixels with ||ab_pred - ab_true||_2 <= t, averaged over the

@@ -168,6 +168,18 @@ def test_evaluate_table_and_json(tmp_path, model_file, gen, capsys):
     assert 0 <= report["model"]["auc"] <= 1 and report["gray"]["psnr"] > 0
 
 
+def test_evaluate_names_unreadable_files_on_stderr(tmp_path, model_file, gen, capsys):
+    folder = tmp_path / "val"
+    folder.mkdir()
+    Image.fromarray(_photo(gen, 20, 24)).save(folder / "ok.png")
+    (folder / "broken.jpg").write_text("not a jpeg")
+    code = main(["evaluate", "--data", str(folder), "--model", str(model_file), "--size", "16", "--device", "cpu"])
+    captured = capsys.readouterr()
+    assert code == 1 and "1 images of" in captured.out
+    lines = [line for line in captured.err.splitlines() if line.startswith("fastcolor: error:")]
+    assert len(lines) == 1 and lines[0].startswith(f"fastcolor: error: {folder / 'broken.jpg'}: cannot identify")
+
+
 def test_pass_through_subcommands(monkeypatch):
     import fastcolor.data.photoset.recipe
     import fastcolor.train

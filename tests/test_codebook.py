@@ -8,7 +8,8 @@ import safetensors.torch
 import torch
 from PIL import Image
 
-from fastcolor.color.codebook import Codebook, _as_rgb_batch
+from fastcolor.color.codebook import Codebook
+from fastcolor.data.images import rgb_batch
 from fastcolor.color import rgb_to_lab, rgb_to_yuv
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
@@ -168,7 +169,9 @@ def test_from_images_input_forms(tmp_path):
     img = patches()
     path = tmp_path / "patches.png"
     Image.fromarray(img).save(path)
-    forms = [as_float(img), as_float(img)[None], img, torch.from_numpy(img), Image.fromarray(img), path, str(path)]
+    # uint8 tensors are (C, H, W), numpy arrays (H, W, C); all read by fastcolor.data.images.read_image
+    forms = [as_float(img), as_float(img)[None], img, torch.from_numpy(img).permute(2, 0, 1),
+             img.astype(np.uint16) * 257, Image.fromarray(img), path, str(path)]
     results = [Codebook.from_images([x], n=5, progress=False).centres for x in forms]
     for r in results[1:]:
         assert torch.equal(r, results[0])
@@ -188,21 +191,42 @@ def test_from_images_bad_arguments():
         Codebook.from_images([patches()], n=101)
 
 
-def test_as_rgb_batch_rejects_and_orients(tmp_path):
+def test_rgb_batch_rejects_and_orients(tmp_path):
+    """What Codebook.from_images and estimate_prior stream (fastcolor.data.images.rgb_batch)."""
     with pytest.raises(TypeError):
-        _as_rgb_batch([1, 2, 3])
-    with pytest.raises(TypeError):
-        _as_rgb_batch(np.zeros((4, 4, 3), np.float32))
+        rgb_batch([1, 2, 3])
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        _as_rgb_batch(torch.full((3, 2, 2), 255.0))
-    with pytest.raises(ValueError, match=r"\(H, W, 3\)"):
-        _as_rgb_batch(torch.zeros(3, 4, 4, dtype=torch.uint8))
+        rgb_batch(torch.full((3, 2, 2), 255.0))
+    with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
+        rgb_batch(torch.zeros(2, 4, 4, 4))
+    with pytest.raises(ValueError, match="uint8 or uint16"):
+        rgb_batch(torch.zeros(3, 4, 4, dtype=torch.int32))
+    # uint8 tensors are (C, H, W) like every image tensor in fastcolor; numpy arrays (H, W, C).
+    u8 = torch.arange(48, dtype=torch.uint8).reshape(3, 4, 4)
+    assert torch.equal(rgb_batch(u8), u8[None].float() / 255)
+    assert torch.equal(rgb_batch(u8.permute(1, 2, 0).numpy()), u8[None].float() / 255)
+    # float batches are used as they are: no uint8 round trip
+    x = torch.rand(2, 3, 5, 5, dtype=torch.float64)
+    assert torch.equal(rgb_batch(x), x.float())
     # EXIF orientation 6 (rotate 90 degrees clockwise to display): a 2x3 file shows as 3x2.
     img = Image.fromarray(np.zeros((2, 3, 3), np.uint8))
     exif = Image.Exif()
     exif[0x0112] = 6
     img.save(tmp_path / "rotated.png", exif=exif)
-    assert _as_rgb_batch(tmp_path / "rotated.png").shape == (1, 3, 3, 2)
+    assert rgb_batch(tmp_path / "rotated.png").shape == (1, 3, 3, 2)
+
+
+def test_from_images_composites_alpha_over_white(tmp_path):
+    """A transparent pixel counts as white (no chroma), whatever colour it hides:
+    as ImageFolder serves it to training."""
+    rgba = np.zeros((4, 4, 4), np.uint8)
+    rgba[..., :3] = (220, 20, 20)
+    rgba[:2, :, 3] = 255  # top half opaque red, bottom half transparent red
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "half.png")
+    cb = Codebook.from_images([tmp_path / "half.png"], n=2, space="lab", represent="centre", progress=False)
+    red = rgb_to_lab(torch.tensor([220, 20, 20.0]).div(255)[None, :, None, None])[0, 1:, 0, 0]
+    assert any(torch.allclose(c, torch.zeros(2), atol=10) for c in cb.centres)  # white is one of the two
+    assert any(torch.allclose(c, red, atol=10) for c in cb.centres)
 
 
 # ------------------------------------------------------------------ save/load

@@ -37,20 +37,39 @@ def test_skips_bad_files_and_shapes(folder):
         item = ds[i]
         assert item["rgb"].shape == (3, 24, 24) and item["rgb"].dtype == torch.float32
         assert 0 <= item["rgb"].min() and item["rgb"].max() <= 1
-        assert item["has_chroma"].dtype == torch.bool and item["has_chroma"].dim() == 0
-        assert item["index"] == i
+        assert set(item) == {"rgb", "index"} and item["index"] == i
     # the dataset works in a DataLoader batch
     batch = next(iter(torch.utils.data.DataLoader(ds, batch_size=4)))
-    assert batch["rgb"].shape == (4, 3, 24, 24) and batch["has_chroma"].shape == (4,)
+    assert batch["rgb"].shape == (4, 3, 24, 24) and batch["index"].tolist() == [0, 1, 2, 3]
 
 
-def test_has_chroma(folder):
+def test_items_are_the_loader_and_resize_of_the_file(folder):
+    """An item is fastcolor.data's read_image, composite_over_white, fit_within and
+    centre_crop of its file, nothing else (no colour conversion)."""
+    from fastcolor.data.images import composite_over_white, read_image, to_float
+    from fastcolor.data.transforms import centre_crop, fit_within
+
     with pytest.warns(UserWarning):
-        ds = ImageFolder(folder, crop_size=16, augment=False)
-    by_name = {p.name: i for i, p in enumerate(ds.paths)}
-    assert not bool(ds[by_name["gray.png"]]["has_chroma"])
-    assert bool(ds[by_name["colour.png"]]["has_chroma"])
-    assert bool(ds[by_name["cmyk.jpg"]]["has_chroma"])
+        ds = ImageFolder(folder, crop_size=16, augment=False, max_side=40)
+    checked = 0
+    for i, path in enumerate(ds.paths):
+        image = fit_within(composite_over_white(*read_image(path)), 40)
+        if min(image.shape[1:]) >= 16:  # small ones are upscaled first (test_small_images_are_upscaled)
+            assert torch.equal(ds[i]["rgb"], to_float(centre_crop(image, 16)))
+            checked += 1
+    assert checked == 3
+
+
+def test_reset_draws_replays_the_crop(folder):
+    with pytest.warns(UserWarning):
+        ds = ImageFolder(folder, crop_size=16, augment=True)
+    torch.manual_seed(3)
+    first = [ds[0]["rgb"] for _ in range(6)]
+    assert any(not torch.equal(first[0], x) for x in first[1:])  # the count changes the draw
+    ds.reset_draws(0)
+    ds.reset_draws(0)  # no draws to forget: fine
+    assert torch.equal(ds[0]["rgb"], first[0])
+    assert torch.equal(ds[0]["rgb"], first[1])
 
 
 def test_small_images_are_upscaled(tmp_path, gen):

@@ -4,9 +4,12 @@ import zlib
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
-from fastcolor.data.images import IMAGE_EXTENSIONS, ImageReadError, find_images, load_image, save_image_atomic
+from fastcolor.data.images import (IMAGE_EXTENSIONS, ImageReadError, composite_over_white, find_images, load_image,
+                                   read_image, read_image_float, rgb_batch, save_image_atomic, to_float, to_uint8)
+from fastcolor.data.transforms import centre_crop, fit_within, resize
 
 
 def _rng(gen):
@@ -192,3 +195,132 @@ def test_save_float_and_errors(tmp_path):
         save_image_atomic(tmp_path / "f.png", x, alpha=torch.zeros(1, 2, 2, dtype=torch.uint8))
     assert (tmp_path / "f.png").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.png"]
+
+
+# ------------------------------------------------------------------ one loader, every input type
+
+
+def _picture_files(tmp_path, gen):
+    """{name: (path, PIL image as written)} of one picture in several modes."""
+    r = _rng(gen)
+    rgb = r.integers(0, 256, (6, 7, 3), dtype=np.uint8)
+    alpha = r.integers(0, 256, (6, 7), dtype=np.uint8)
+    files = {
+        "rgb": Image.fromarray(rgb),
+        "gray": Image.fromarray(rgb[..., 0], "L"),
+        "rgba": Image.fromarray(np.dstack([rgb, alpha]), "RGBA"),
+        "la": Image.fromarray(np.dstack([rgb[..., 1], alpha]), "LA"),
+        "palette": Image.fromarray(rgb).convert("P", palette=Image.ADAPTIVE, colors=16),
+    }
+    out = {}
+    for name, im in files.items():
+        path = tmp_path / f"{name}.png"
+        im.save(path, **({"transparency": 2} if name == "palette" else {}))
+        out[name] = path
+    write_png16(tmp_path / "g16.png", r.integers(0, 65536, (5, 4), dtype=np.uint16))
+    write_png16(tmp_path / "c16.png", r.integers(0, 65536, (5, 4, 3), dtype=np.uint16))
+    Image.new("CMYK", (5, 3), (0, 255, 128, 10)).save(tmp_path / "cmyk.jpg", quality=95)
+    out.update(g16=tmp_path / "g16.png", c16=tmp_path / "c16.png", cmyk=tmp_path / "cmyk.jpg")
+    return out
+
+
+def test_every_input_type_gives_the_file_result(tmp_path, gen):
+    """A path, the PIL image, and the decoded picture as a tensor (uint8, uint16,
+    float, (C,H,W)) or numpy array (H,W,C) all read to the same uint8 rgb and alpha."""
+    for name, path in _picture_files(tmp_path, gen).items():
+        rgb, alpha = read_image(path)
+        assert torch.equal(rgb, load_image(path)[0])
+        assert (alpha is not None) == (name in ("rgba", "la", "palette")), name
+        with Image.open(path) as im:
+            from_pil = read_image(im)
+        chw = rgb if alpha is None else torch.cat([rgb, alpha])
+        forms = {
+            "pil": from_pil,
+            "uint8 tensor": read_image(chw),
+            "uint16 tensor": read_image(chw.to(torch.int32).mul(257).to(torch.uint16)),
+            "float tensor": read_image(chw.float() / 255),
+            "float64 tensor": read_image(chw.double() / 255),
+            "uint8 numpy": read_image(chw.permute(1, 2, 0).numpy()),
+            "uint16 numpy": read_image(chw.permute(1, 2, 0).numpy().astype(np.uint16) * 257),
+            "float numpy": read_image(chw.permute(1, 2, 0).numpy().astype(np.float32) / 255),
+        }
+        for form, (rgb2, alpha2) in forms.items():
+            assert torch.equal(rgb2, rgb), (name, form)
+            assert (alpha2 is None) == (alpha is None) and (alpha is None or torch.equal(alpha2, alpha)), (name, form)
+        # float reading: the same values / 255, alpha as uint8
+        f, a = read_image_float(path)
+        assert f.dtype == torch.float32 and torch.equal(f, rgb.float() / 255)
+        assert (a is None and alpha is None) or torch.equal(a, alpha)
+    # gray channels: one channel, a (H, W) array and a bool mask
+    g = torch.tensor([[0, 255], [255, 0]], dtype=torch.uint8)
+    assert torch.equal(read_image(g[None])[0], g.expand(3, 2, 2))
+    assert torch.equal(read_image(g.numpy())[0], g.expand(3, 2, 2))
+    assert torch.equal(read_image(g.bool()[None])[0], g.expand(3, 2, 2))
+
+
+def test_float_reading_keeps_precision():
+    x = torch.rand(4, 5, 6, generator=torch.Generator().manual_seed(0))
+    rgb, alpha = read_image_float(x)
+    assert torch.equal(rgb, x[:3]) and torch.equal(alpha, to_uint8(x[3:]))
+    u16 = torch.arange(30, dtype=torch.int32).mul(2000).reshape(1, 5, 6).to(torch.uint16)
+    assert torch.equal(read_image_float(u16)[0], (u16.float() / 65535).expand(3, -1, -1))
+    assert torch.equal(read_image(u16)[0][0], (u16[0].double() / 257).round().to(torch.uint8))
+
+
+def test_loader_rejects():
+    with pytest.raises(TypeError, match="pass a path"):
+        read_image(12)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        read_image(torch.full((3, 2, 2), 1.5))
+    with pytest.raises(ValueError, match="1 to 4 channels"):
+        read_image(torch.zeros(5, 2, 2, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="uint8 or uint16"):
+        read_image(np.zeros((2, 2, 3), np.int64))
+    with pytest.raises(ValueError, match="empty"):
+        read_image(torch.zeros(3, 0, 2))
+
+
+def test_composite_over_white_and_float_conversion():
+    rgb = torch.tensor([200, 10, 10], dtype=torch.uint8)[:, None, None].expand(3, 1, 3).contiguous()
+    alpha = torch.tensor([[[0, 128, 255]]], dtype=torch.uint8)
+    out = composite_over_white(rgb, alpha)
+    assert out.dtype == torch.uint8 and out[:, 0].T.tolist() == [[255, 255, 255], [227, 132, 132], [200, 10, 10]]
+    f = composite_over_white(to_float(rgb), alpha)
+    assert f.dtype == torch.float32 and torch.equal(to_uint8(f), out)
+    assert composite_over_white(rgb, None) is rgb
+    assert torch.equal(to_float(rgb), rgb.float() / 255) and torch.equal(to_uint8(to_float(rgb)), rgb)
+    # rgb_batch (codebooks, priors) composites over white
+    assert torch.equal(rgb_batch(torch.cat([rgb, alpha])), to_float(out)[None])
+
+
+# ------------------------------------------------------------------ one resize
+
+
+def test_resize_is_bilinear_antialiased():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 3, 20, 30, generator=g)
+    for size in ((10, 15), (7, 40), (33, 31)):
+        want = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+        assert torch.equal(resize(x, size), want)
+        assert torch.equal(resize(x[0], size), want[0])  # (C, H, W) too
+    assert resize(x, (20, 30)) is x
+    u8 = (x[0] * 255).round().to(torch.uint8)
+    small = resize(u8, (9, 11))
+    want = F.interpolate(u8[None].float(), size=(9, 11), mode="bilinear", align_corners=False, antialias=True)
+    assert small.dtype == torch.uint8 and torch.equal(small, want[0].round().clamp(0, 255).to(torch.uint8))
+    with pytest.raises(ValueError, match="resize"):
+        resize(x[0, 0], (3, 3))
+
+
+def test_fit_within_and_centre_crop():
+    x = torch.rand(3, 40, 100, generator=torch.Generator().manual_seed(0))
+    assert fit_within(x, 100) is x and fit_within(x, None) is x
+    y = fit_within(x, 50)
+    assert y.shape == (3, 20, 50) and 0 <= y.min() and y.max() <= 1
+    assert torch.equal(y, resize(x, (20, 50)).clamp(0, 1))
+    assert fit_within(torch.zeros(3, 1, 300, dtype=torch.uint8), 30).shape == (3, 1, 30)
+    c = centre_crop(x, (10, 20))
+    assert torch.equal(c, x[:, 15:25, 40:60])
+    assert centre_crop(x, 40).shape == (3, 40, 40)
+    with pytest.raises(ValueError, match="does not fit"):
+        centre_crop(x, 41)

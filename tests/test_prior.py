@@ -9,8 +9,8 @@ import torch
 from fastcolor import ops
 from fastcolor.color.codebook import Codebook
 from fastcolor.color import rgb_to_lab
-from fastcolor.color.prior import (estimate_prior, imagenet_prior, prior_from_counts, rebalance_weights, resolve_prior,
-                             smooth_prior)
+from fastcolor.color.prior import (estimate_prior, histogram, imagenet_prior, prior_from_counts, rebalance_weights,
+                                   resolve_prior, smooth_prior)
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
 
@@ -155,3 +155,48 @@ def test_empty_input_raises():
         prior_from_counts(torch.zeros(313), cb)
     with pytest.raises(ValueError, match="313 bins"):
         prior_from_counts(torch.ones(32), cb)
+
+
+# ------------------------------------------------------------ gray images, files
+
+
+def test_gray_threshold_skips_gray_images():
+    """gray_threshold: an image counts only when some pixel has |a| or |b| above
+    it (fastcolor.nn.has_chroma), as the training statistics do."""
+    from fastcolor.nn import has_chroma
+
+    cb = Codebook.zhang313()
+    red, gray, sepia = flat((200, 30, 30)), flat((128, 128, 128)), flat((130, 128, 125))
+    assert rgb_to_lab(sepia[None])[:, 1:].abs().max() < 5
+    batch = torch.stack([red, gray, sepia])
+    everything = histogram(batch, cb, progress=False)
+    assert everything.sum() == 3 * 24
+    counted = histogram([batch, gray], cb, gray_threshold=5.0, progress=False)
+    assert counted.sum() == 24 and counted[bin_of(cb, 0, 0)] == 0
+    keep = has_chroma(rgb_to_lab(batch)[:, 1:], 5.0)
+    torch.testing.assert_close(counted, histogram(batch[keep], cb, progress=False))
+    torch.testing.assert_close(estimate_prior([batch, gray], cb, gray_threshold=5.0, progress=False),
+                               prior_from_counts(counted, cb))
+    assert histogram([gray], cb, gray_threshold=5.0, progress=False).sum() == 0
+    with pytest.raises(ValueError, match="gray"):
+        estimate_prior([gray, sepia], cb, gray_threshold=5.0, progress=False)
+    # UV: the same test with the space's threshold
+    yuv = Codebook.from_images([red, flat((30, 30, 200))], n=2, space="yuv", progress=False)
+    assert histogram([red, gray], yuv, gray_threshold=0.02, progress=False).sum() == 24
+
+
+def test_files_are_read_by_the_one_loader(tmp_path):
+    """Files go through fastcolor.data.images.read_image, alpha over white: a
+    transparent pixel counts as white, whatever colour it hides."""
+    from PIL import Image
+
+    cb = Codebook.zhang313()
+    rgba = np.zeros((4, 6, 4), np.uint8)
+    rgba[..., :3] = (200, 30, 30)
+    rgba[:, :3, 3] = 255  # left half opaque red, right half transparent red
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "half.png")
+    counts = histogram(tmp_path / "half.png", cb, progress=False)
+    white = bin_of(cb, 0, 0)
+    assert counts[white] == 12 and counts.sum() == 24
+    red = ops.bin_histogram(rgb_to_lab(flat((200, 30, 30))[None])[:, 1:], cb).argmax()
+    assert counts[red] == 12

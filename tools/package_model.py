@@ -18,7 +18,7 @@ from pathlib import Path
 
 
 from fastcolor.atomic import write_bytes_atomic
-from fastcolor.cli import evaluate
+from fastcolor.evaluation import evaluate
 from fastcolor.models import load_model, save_model
 
 ARCHS = ("colorunet", "eccv16")
@@ -155,7 +155,7 @@ run `{run.name}`; the numbers below come from that script's evaluation.
   T = {meta.get('temperature', 0.38)}, upsampled and joined with the full-resolution lightness.
 
 ## Training
-- Data: the photo set of `fastcolor data` (DESIGN.md section 4; sources and licences per photo in its
+- Data: the photo set of `fastcolor data` (docs/design.md, section 2.11; sources and licences per photo in its
   `manifest.json`), {sum(v for k, v in by_source.items() if k[1] == 'train')} training photos; validation photos are never trained on.
 
 | source | train | val |

@@ -1,6 +1,6 @@
 """Codebooks: the quantised chroma bins a colorization network classifies into.
 
-Two kinds (DESIGN.md, section 1):
+Two kinds (docs/design.md, section 2.2):
 
 * ``Codebook.zhang313()``: the 313 in-gamut bins of Zhang et al. (ECCV 2016), a
   Lab ab grid of step 10 clipped to the sRGB gamut, derived here from that rule.
@@ -15,15 +15,14 @@ import functools
 import json
 import os
 
-import numpy as np
 import safetensors
 import safetensors.torch
 import torch
-from PIL import Image, ImageOps
 from tqdm.auto import tqdm
 
 from .. import ops
 from ..atomic import atomic_path
+from ..data.images import image_stream, rgb_batch
 from .convert import rgb_to_lab
 from .spaces import SPACES, color_space
 
@@ -31,61 +30,6 @@ __all__ = ["Codebook"]
 
 MAX_BINS = ops.MAX_BINS
 _FORMAT, _VERSION = "fastcolor.codebook", 2
-
-
-def _as_rgb_batch(x):
-    """One image or batch as (N, 3, H, W) float32 RGB in [0, 1].
-
-    Accepts a float tensor (3, H, W) or (N, 3, H, W) in [0, 1] (kept on its
-    device), a uint8 torch tensor or numpy array (H, W, 3), a PIL image, or a
-    path to an image file (EXIF orientation applied).
-    """
-    if isinstance(x, (str, os.PathLike)):
-        with Image.open(x) as img:
-            x = ImageOps.exif_transpose(img).convert("RGB")
-    if isinstance(x, Image.Image):
-        x = np.array(x.convert("RGB"))
-    if isinstance(x, np.ndarray):
-        if x.dtype != np.uint8:
-            raise TypeError(f"numpy images must be uint8 (H, W, 3), got dtype {x.dtype}")
-        x = torch.from_numpy(x)
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(
-            "expected an image: a float tensor (3, H, W) / (N, 3, H, W) in [0, 1], a uint8 "
-            f"array (H, W, 3), a PIL image or a file path; got {type(x).__name__}"
-        )
-    if x.dtype == torch.uint8:
-        if x.dim() != 3 or x.shape[2] != 3:
-            raise ValueError(f"uint8 images must have shape (H, W, 3), got {tuple(x.shape)}")
-        return x.permute(2, 0, 1)[None].contiguous().float().div_(255.0)
-    if not x.is_floating_point():
-        raise TypeError(f"image tensors must be float in [0, 1] or uint8, got {x.dtype}")
-    if x.dim() == 3:
-        x = x[None]
-    if x.dim() != 4 or x.shape[1] != 3:
-        raise ValueError(f"float images must have shape (3, H, W) or (N, 3, H, W), got {tuple(x.shape)}")
-    x = x.float()
-    if x.numel():
-        lo, hi = torch.aminmax(x)
-        if not (lo >= 0 and hi <= 1):  # also false for NaN
-            raise ValueError(
-                f"float images must lie in [0, 1], got values in [{lo.item():.4g}, {hi.item():.4g}] "
-                "(clamp them, or divide 0..255 data by 255)"
-            )
-    return x
-
-
-def _image_stream(images):
-    """(iterable, total) over the items of a dataset; a lone image is one item."""
-    lone = (str, os.PathLike, Image.Image, torch.Tensor)
-    if isinstance(images, lone) or (isinstance(images, np.ndarray) and images.ndim == 3):
-        return [images], 1
-    return images, (len(images) if hasattr(images, "__len__") else None)
-
-
-def _chroma(rgb, space):
-    """(N, 2, H, W) chroma of (N, 3, H, W) RGB: a*b* for "lab", UV for "yuv"."""
-    return color_space(space).chroma(rgb)
 
 
 def _pair(v, what, cast=float):
@@ -219,8 +163,11 @@ class Codebook:
 
         Args:
             images: an iterable (streamed: a generator is fine) of images as
-                accepted by _as_rgb_batch; a lone image or (N, 3, H, W) batch
-                also works.
+                fastcolor.data.images.rgb_batch takes them: float tensors
+                (N, 3, H, W) / (C, H, W) in [0, 1] used as they are, on their
+                device; paths, PIL images, numpy arrays and integer tensors
+                read by read_image, alpha composited over white. A lone
+                image or batch also works.
             n: number of bins to keep.
             space: "yuv" (default grid: U in [-0.45, 0.45], V in [-0.65, 0.65],
                 10 x 10 cells, the Stanford grid) or "lab" (a, b in
@@ -246,9 +193,10 @@ class Codebook:
 
         counts = torch.zeros(total_cells, dtype=torch.float64)
         sums = torch.zeros(2, total_cells, dtype=torch.float64)
-        stream, total = _image_stream(images)
+        stream, total = image_stream(images)
+        to_chroma = color_space(space).chroma
         for item in tqdm(stream, total=total, leave=False, disable=not progress, desc="codebook"):
-            chroma = _chroma(_as_rgb_batch(item), space).transpose(0, 1).reshape(2, -1).double()
+            chroma = to_chroma(rgb_batch(item)).transpose(0, 1).reshape(2, -1).double()
             cell = ((chroma - lo.to(chroma.device)[:, None]) / step.to(chroma.device)[:, None]).floor_()
             i0, i1 = (cell[a].clamp_(0, cells[a] - 1).long() for a in range(2))
             flat = i0 * cells[1] + i1

@@ -15,9 +15,12 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import ops
-from .codebook import Codebook, _as_rgb_batch, _chroma, _image_stream
+from ..data.images import image_stream, rgb_batch
+from .codebook import Codebook
+from .spaces import color_space
 
-__all__ = ["smooth_prior", "estimate_prior", "prior_from_counts", "rebalance_weights", "imagenet_prior", "resolve_prior"]
+__all__ = ["smooth_prior", "histogram", "estimate_prior", "prior_from_counts", "rebalance_weights",
+           "imagenet_prior", "resolve_prior"]
 
 
 def _distribution(p, what, bins=None):
@@ -77,19 +80,48 @@ def prior_from_counts(counts, codebook, sigma=None):
     return smooth_prior(counts / counts.sum(), codebook, sigma)
 
 
-def estimate_prior(images, codebook, sigma=None, progress=True):
-    """Prior of a dataset: the smoothed distribution of its pixels' nearest bins.
+def histogram(images, codebook, gray_threshold=None, progress=True):
+    """Pixel counts of a dataset over the bins of ``codebook``.
 
-    Streams ``images`` (anything Codebook.from_images takes), converts each to
-    the codebook's chroma space on the codebook's device, accumulates
-    fastcolor.bin_histogram, then applies prior_from_counts(counts, codebook,
-    sigma). Returns (Q,) float64 on the CPU, summing to 1.
+    Streams ``images`` (anything Codebook.from_images takes: float batches
+    (N, 3, H, W) in [0, 1] stay at float precision; paths, PIL images, arrays
+    and integer tensors go through fastcolor.data.images.read_image, alpha
+    over white), converts each to the codebook's chroma space on the
+    codebook's device and adds up fastcolor.bin_histogram.
+
+    gray_threshold: None counts every image; a number skips each image whose
+    chroma never exceeds it (|c0| <= t and |c1| <= t at every pixel, the
+    test of fastcolor.nn.has_chroma; the space's ColorSpace.gray_threshold is
+    5 for Lab, 0.02 for YUV), as training does.
+
+    Returns (Q,) float64 on the CPU; all zeros when no pixel was counted.
     """
     counts = torch.zeros(len(codebook), dtype=torch.float64)
-    stream, total = _image_stream(images)
+    to_chroma = color_space(codebook.space).chroma
+    stream, total = image_stream(images)
     for item in tqdm(stream, total=total, leave=False, disable=not progress, desc="prior"):
-        chroma = _chroma(_as_rgb_batch(item).to(codebook.device), codebook.space)
+        chroma = to_chroma(rgb_batch(item).to(codebook.device))
+        if gray_threshold is not None:
+            # the test of fastcolor.nn.has_chroma (which this layer cannot import)
+            chroma = chroma[(chroma.abs() > gray_threshold).flatten(1).any(dim=1)]
+            if not len(chroma):
+                continue
         counts += ops.bin_histogram(chroma, codebook).cpu()
+    return counts
+
+
+def estimate_prior(images, codebook, sigma=None, progress=True, gray_threshold=None):
+    """Prior of a dataset: the smoothed distribution of its pixels' nearest bins,
+
+        prior_from_counts(histogram(images, codebook, gray_threshold), codebook, sigma).
+
+    See histogram for the accepted images and gray_threshold (None: every
+    image counts). Returns (Q,) float64 on the CPU, summing to 1; ValueError
+    when no pixel was counted (no image, or every image gray).
+    """
+    counts = histogram(images, codebook, gray_threshold, progress)
+    if gray_threshold is not None and counts.sum() <= 0:
+        raise ValueError(f"no image has chroma above gray_threshold={gray_threshold}: every image counts as gray")
     return prior_from_counts(counts, codebook, sigma)
 
 

@@ -9,41 +9,21 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from ..color import rgb_to_lab
-from .images import ImageReadError, find_images, load_image
-from ..nn import has_chroma
+from .images import ImageReadError, composite_over_white, find_images, read_image, to_float
+from .transforms import centre_crop, fit_within, resize
 
 __all__ = ["ImageFolder"]
 
 
-def _composite_white(rgb: torch.Tensor, alpha: torch.Tensor | None) -> torch.Tensor:
-    """uint8 (3,H,W): rgb over a white background (transparent pixels have
-    undefined colour; white carries no chroma, so they teach nothing wrong)."""
-    if alpha is None:
-        return rgb
-    a = alpha.float() / 255
-    return (rgb.float() * a + 255 * (1 - a)).round().to(torch.uint8)
-
-
-def _resize(rgb: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """uint8 (3,H,W) -> uint8 (3,h,w), bilinear with antialiasing when shrinking."""
-    if rgb.shape[1:] == (h, w):
-        return rgb
-    out = F.interpolate(rgb[None].float(), size=(h, w), mode="bilinear", align_corners=False, antialias=True)
-    return out[0].round().clamp(0, 255).to(torch.uint8)
-
-
 class ImageFolder(Dataset):
-    """Every image below ``root`` (anything fastcolor.images.find_images takes:
+    """Every image below ``root`` (anything fastcolor.data.images.find_images takes:
     a folder, file, glob or a list of them) as fixed-size crops.
 
-    item -> dict(rgb=float32 (3,crop_size,crop_size) in [0,1],
-    has_chroma=bool 0-dim tensor (any |a| or |b| > 5 in Lab, as
-    fastcolor.nn.has_chroma), index=int).
+    item -> dict(rgb=float32 (3,crop_size,crop_size) in [0,1], index=int
+    (the image actually served, see below)).
 
     - Transparent images are composited over white.
     - ``max_side``: images are first shrunk so that max(H,W) <= max_side.
@@ -52,8 +32,9 @@ class ImageFolder(Dataset):
     - ``augment=True``: a random crop and a horizontal flip with probability
       1/2; ``augment=False``: the centre crop, deterministic.
       The random draws come from a generator seeded by (seed, index, the
-      process' torch.initial_seed(), a per-item call count): reproducible
+      process' torch.initial_seed(), a per-item count of draws): reproducible
       after torch.manual_seed, different in each DataLoader worker and epoch.
+      reset_draws(index) sets an item's count back to zero.
     - ``cache=True`` keeps the decoded (max_side-shrunk) uint8 images in memory.
 
     Every file is decoded once on construction; files that fail
@@ -111,13 +92,8 @@ class ImageFolder(Dataset):
 
     def _load(self, path) -> torch.Tensor:
         """uint8 (3,H,W) with alpha composited, shrunk to max_side."""
-        rgb, alpha = load_image(path)
-        rgb = _composite_white(rgb, alpha)
-        h, w = rgb.shape[1:]
-        if self.max_side is not None and max(h, w) > self.max_side:
-            s = self.max_side / max(h, w)
-            rgb = _resize(rgb, max(1, round(h * s)), max(1, round(w * s)))
-        return rgb
+        rgb, alpha = read_image(path)
+        return fit_within(composite_over_white(rgb, alpha), self.max_side)
 
     def _image(self, index: int) -> tuple[int, torch.Tensor]:
         """(index actually served, uint8 image); falls back to the next readable
@@ -132,6 +108,13 @@ class ImageFolder(Dataset):
                 self.skipped.append((str(self.paths[i]), e.reason))
                 warnings.warn(f"ImageFolder: {e}; serving another image instead", stacklevel=3)
         raise RuntimeError("ImageFolder: none of the images can be read any more")
+
+    def reset_draws(self, index: int) -> None:
+        """Forget how often item ``index`` has been drawn: its next augmented
+        crop and flip depend only on (seed, index, torch.initial_seed()). A
+        training loop that reseeds torch per (epoch, index) calls this first,
+        so the draw does not depend on the process' history (workers, resume)."""
+        self._calls.pop(index, None)
 
     def _generator(self, index: int) -> torch.Generator:
         n = self._calls.get(index, 0)
@@ -150,21 +133,19 @@ class ImageFolder(Dataset):
         if min(h, w) < c:
             s = c / min(h, w)
             # ceil so that float rounding never leaves a side one pixel short of the crop
-            img = _resize(img, max(c, math.ceil(h * s - 1e-6)), max(c, math.ceil(w * s - 1e-6)))
+            img = resize(img, (max(c, math.ceil(h * s - 1e-6)), max(c, math.ceil(w * s - 1e-6))))
             h, w = img.shape[1:]
         if self.augment:
             g = self._generator(index)
             top = int(torch.randint(0, h - c + 1, (1,), generator=g))
             left = int(torch.randint(0, w - c + 1, (1,), generator=g))
             flip = bool(torch.rand((), generator=g) < 0.5)
+            crop = img[:, top : top + c, left : left + c]
         else:
-            top, left, flip = (h - c) // 2, (w - c) // 2, False
-        crop = img[:, top : top + c, left : left + c]
+            crop, flip = centre_crop(img, c), False
         if flip:
             crop = crop.flip(-1)
-        rgb = crop.float().div_(255)
-        chroma = has_chroma(rgb_to_lab(rgb[None])[:, 1:])[0]
-        return {"rgb": rgb.contiguous(), "has_chroma": chroma, "index": served}
+        return {"rgb": to_float(crop).contiguous(), "index": served}
 
     def __repr__(self) -> str:
         return (
