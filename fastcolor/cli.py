@@ -2,7 +2,7 @@
 
     fastcolor colorize photos/ old.jpg "scans/*.png" -o out/ [--compare] [--confidence]
     fastcolor evaluate --data photos/val [--model run] [--json metrics.json]
-    fastcolor data --out photos          (fastcolor.recipe: build the training photo set)
+    fastcolor data --out photos          (fastcolor.data.photoset: build the training photo set)
     fastcolor train --data photos --out run   (fastcolor.train)
 
 Exit codes: 0 success, 1 when some images could not be read or written (each
@@ -191,13 +191,15 @@ def _demo_rows(colorizer, temperature, height):
     import skimage.data
     import torch.nn.functional as F
 
+    from .data.transforms import resize
+
     rows = []
     for name in DEMO_PHOTOS:
         rgb = torch.from_numpy(np.ascontiguousarray(getattr(skimage.data, name)()[..., :3])).permute(2, 0, 1)
         result = colorizer.colorize(rgb, temperature=temperature)
-        strip = torch.cat([result.gray_rgb(), result.rgb, rgb], dim=-1)[None].float()
+        strip = torch.cat([result.gray_rgb(), result.rgb, rgb], dim=-1).float()
         w = round(strip.shape[-1] * height / strip.shape[-2])
-        rows.append(F.interpolate(strip, size=(height, w), mode="bilinear", antialias=True, align_corners=False)[0])
+        rows.append(resize(strip, (height, w)))  # float: rounded once, after the padding
     width = max(r.shape[-1] for r in rows)
     rows = [F.pad(r, (0, width - r.shape[-1]), value=255.0) for r in rows]
     return torch.cat(rows, dim=-2).round().clamp(0, 255).to(torch.uint8)

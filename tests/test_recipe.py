@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from fastcolor.data.photoset import recipe
+from fastcolor.data.photoset import recipe, sources
 from fastcolor.data.photoset.recipe import Candidate, Source, build_photo_set, is_photo, split_for
 
 
@@ -56,17 +56,17 @@ def test_parse_credits_and_dep5():
         "License: CC0-1.0\nFiles:\na.webp\nsub/b.webp\n\n"
         "Copyright: Someone\nLicense: GPLv3\nFiles: c.webp d.webp\n"
     )
-    blocks = recipe.parse_credits(text)
+    blocks = sources.parse_credits(text)
     assert blocks[0]["files"] == ["a.webp", "sub/b.webp"] and blocks[1]["files"] == ["c.webp d.webp"]
-    assert recipe._is_photo_source(blocks[0]["source"][0])
-    assert not recipe._is_photo_source("https://commons.wikimedia.org/wiki/File:Drawing.svg")
+    assert sources._is_photo_source(blocks[0]["source"][0])
+    assert not sources._is_photo_source("https://commons.wikimedia.org/wiki/File:Drawing.svg")
     dep5 = (
         "Files: *\nCopyright: MIT\nLicense: GPL-2\n\n"
         "Files: Help/* Media/*\nCopyright: MIT 2011\nLicense: CC-BY-SA-3.0\n\n"
         "License: CC-BY-SA-3.0\n long text\n"
     )
-    assert recipe._dep5_licence(dep5, "Media/Backgrounds/Nature/x.jpg") == "Copyright: MIT 2011; License: CC-BY-SA-3.0"
-    assert recipe._dep5_licence(dep5, "src/a.c") == "Copyright: MIT; License: GPL-2"
+    assert sources._dep5_licence(dep5, "Media/Backgrounds/Nature/x.jpg") == "Copyright: MIT 2011; License: CC-BY-SA-3.0"
+    assert sources._dep5_licence(dep5, "src/a.c") == "Copyright: MIT; License: GPL-2"
 
 
 class FakeSource:

@@ -10,12 +10,13 @@ They are computed once, on rank 0, from the training images downscaled to
 import os
 from concurrent.futures import ThreadPoolExecutor
 
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..color.codebook import Codebook
 from ..color.prior import estimate_prior, rebalance_weights
 from ..color.spaces import color_space
+from ..data.images import ImageReadError, composite_over_white, load_image, to_float
+from ..data.transforms import fit_within
 
 __all__ = ["stats_images", "build_statistics"]
 
@@ -38,23 +39,13 @@ def stats_images(files, max_side, progress):
 
 
 def _read(path, max_side):
-    """(image (3, h, w) in [0, 1], None), or (None, why) for an unreadable file."""
-    from ..data.images import ImageReadError, load_image
-
+    """(image (3, h, w) in [0, 1], None), or (None, why) for an unreadable file;
+    transparent pixels over white, as ImageFolder serves them."""
     try:
         rgb, alpha = load_image(path)
     except ImageReadError as exc:
         return None, str(exc)
-    x = rgb.float().div_(255)[None]
-    if alpha is not None:  # over white, as ImageFolder serves it
-        a = alpha.float().div_(255)[None]
-        x = x * a + (1 - a)
-    h, w = x.shape[-2:]
-    if max(h, w) > max_side:
-        s = max_side / max(h, w)
-        size = (max(1, round(h * s)), max(1, round(w * s)))
-        x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False).clamp_(0, 1)
-    return x[0], None
+    return fit_within(composite_over_white(to_float(rgb), alpha), max_side), None
 
 
 def build_statistics(config, files):
