@@ -5,7 +5,17 @@
 #include <Python.h>
 #include <torch/library.h>
 
+#include <vector>
+
+#include "fastcolor/colormath.h"
+#include "fastcolor/host.h"
 #include "fastcolor/kernels.h"
+
+namespace {
+// The limits compiled into the kernels (from fastcolor/ops/limits.py, through
+// setup.py's -DFASTCOLOR_MAX_K / -DFASTCOLOR_MAX_BINS): [max_k, max_bins].
+std::vector<int64_t> limits() { return {fastcolor::kMaxK, fastcolor::kMaxBins}; }
+}  // namespace
 
 extern "C" {
 // Importing fastcolor._C runs the static registrations below; the module
@@ -19,6 +29,9 @@ PyObject* PyInit__C(void) {
 }
 
 TORCH_LIBRARY(fastcolor, m) {
+  // -> [max_k, max_bins] as compiled; takes no tensor, so its one kernel is
+  // registered for every dispatch key (CompositeImplicitAutograd catch-all).
+  m.def("limits() -> int[]", &limits);
   // ab (N,2,H,W) f32, centres (Q,2) f32 -> (N,H,W) int64; -1 for non-finite ab.
   m.def("nearest_bin(Tensor ab, Tensor centres) -> Tensor");
   // -> (N,Q,H,W) f32 dense Gaussian soft targets over the k nearest bins.
