@@ -16,6 +16,7 @@ machine without a GPU. Environment switches:
 Install: pip install --no-build-isolation -e .
 """
 
+import ast
 import glob
 import os
 import shutil
@@ -35,6 +36,27 @@ from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, C
 DEFAULT_CUDA_ARCHS = "7.5;8.0;8.6;8.9;9.0+PTX"
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
+
+
+def read_limits():
+    """MAX_K and MAX_BINS from fastcolor/ops/limits.py, parsed (not imported:
+    the package needs the extension this builds)."""
+    path = os.path.join(ROOT, "fastcolor", "ops", "limits.py")
+    with open(path) as f:
+        tree = ast.parse(f.read(), path)
+    found = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            name = node.targets[0].id
+            if name in ("MAX_K", "MAX_BINS"):
+                value = ast.literal_eval(node.value)
+                if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                    raise RuntimeError(f"{path}: {name} must be a positive int literal, got {value!r}")
+                found[name] = value
+    missing = {"MAX_K", "MAX_BINS"} - found.keys()
+    if missing:
+        raise RuntimeError(f"{path} does not define {', '.join(sorted(missing))}")
+    return found
 
 
 def _flag(name):
@@ -113,6 +135,9 @@ def extensions():
     cpu_arch = os.environ.get("FASTCOLOR_CPU_ARCH", "native")
     if cpu_arch:
         cxx.append(f"-march={cpu_arch}")
+    limits = read_limits()
+    defines = [f"-DFASTCOLOR_MAX_K={limits['MAX_K']}", f"-DFASTCOLOR_MAX_BINS={limits['MAX_BINS']}"]
+    cxx += defines
     args = {"cxx": cxx}
     archs = None
     if with_cuda:
@@ -120,7 +145,7 @@ def extensions():
             os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_CUDA_ARCHS
         archs = os.environ.get("TORCH_CUDA_ARCH_LIST", "visible GPU")
         sources += sorted(glob.glob(os.path.join("csrc", "cuda", "*.cu")))
-        args["nvcc"] = ["-O3", "-lineinfo", "--expt-relaxed-constexpr"]
+        args["nvcc"] = ["-O3", "-lineinfo", "--expt-relaxed-constexpr"] + defines
         cxx.append("-DFASTCOLOR_WITH_CUDA")
     _write_build_info(with_cuda, archs)
     ext = CUDAExtension if with_cuda else CppExtension

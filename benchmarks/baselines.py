@@ -1,5 +1,10 @@
-"""The straightforward PyTorch formulation of the rebalanced loss that
-The design document's GPU anchors (docs/design.md section 6) were measured with: cdist -> topk -> Gaussian ->
+"""The fastest pure-PyTorch formulations a user would write (the benchmarks'
+"cdist" column): torch.cdist, then argmin (nearest bin), torch.bincount
+(histogram, in chunks of pixels so that the distance matrix fits in memory)
+or topk, Gaussian, scatter and log_softmax (soft encoding, the loss).
+
+The straightforward PyTorch formulation of the rebalanced loss that the
+design document's GPU anchors (docs/design.md section 6) were measured with: cdist -> topk -> Gaussian ->
 scatter into dense targets -> log_softmax -> weighted sum. Unlike
 fastcolor.ops.reference (the spec) it does not break distance ties by bin index,
 which makes it about twice as fast; the benchmarks report both."""
@@ -18,3 +23,32 @@ def plain_rebalanced_cross_entropy(logits, ab, centres, class_weights, k=5, sigm
     t = torch.zeros_like(d2).scatter_(1, ik, wk)
     logp = torch.log_softmax(logits.float().permute(0, 2, 3, 1).reshape(-1, q), dim=1)
     return -(class_weights[ik[:, 0]] * (t * logp).sum(1)).mean()
+
+
+def _pixels(ab):
+    return ab.permute(0, 2, 3, 1).reshape(-1, 2).float()
+
+
+def cdist_nearest_bin(ab, centres):
+    """(N, H, W) index of the nearest centre: cdist then argmin."""
+    n, _, h, w = ab.shape
+    return torch.cdist(_pixels(ab), centres).argmin(1).view(n, h, w)
+
+
+def cdist_bin_histogram(ab, centres, chunk=1 << 20):
+    """(Q,) counts of nearest bins: cdist + argmin + bincount, chunk pixels at a time."""
+    x = _pixels(ab)
+    out = torch.zeros(centres.shape[0], dtype=torch.int64, device=ab.device)
+    for i in range(0, x.shape[0], chunk):
+        out += torch.bincount(torch.cdist(x[i:i + chunk], centres).argmin(1), minlength=centres.shape[0])
+    return out
+
+
+def cdist_soft_encode(ab, centres, k=5, sigma=5.0):
+    """(N, Q, H, W) Gaussian soft targets over the k nearest: cdist, topk, scatter."""
+    n, _, h, w = ab.shape
+    d2 = torch.cdist(_pixels(ab), centres).pow(2)
+    dk, ik = d2.topk(k, dim=1, largest=False)
+    wk = torch.exp(-(dk - dk[:, :1]) / (2 * sigma**2))
+    t = torch.zeros_like(d2).scatter_(1, ik, wk / wk.sum(1, keepdim=True))
+    return t.view(n, h, w, -1).permute(0, 3, 1, 2)

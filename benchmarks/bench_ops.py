@@ -29,6 +29,9 @@ from fastcolor import ops, reference
 from fastcolor.color.codebook import Codebook
 from fastcolor.color.prior import imagenet_prior, rebalance_weights
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import baselines  # noqa: E402
+
 
 @dataclass
 class Case:
@@ -42,6 +45,7 @@ class Case:
     label: str = ""
     compile: bool = True  # also time torch.compile of the reference
     channels_last: bool = False  # logits in NHWC, as a network emits them
+    reference: bool = True  # also time fastcolor.reference (its dense distances do not fit at 256x256x256)
     results: dict = field(default_factory=dict)
 
     @property
@@ -91,6 +95,8 @@ CPU_CASES = [
     Case("decode_fb", 8, 313, 56, 56, torch.float32),
     Case("nearest", 8, 313, 56, 56),
     Case("histogram", 16, 313, 128, 128),
+    Case("histogram", 256, 313, 256, 256, compile=False, reference=False),
+    Case("soft_encode", 8, 313, 56, 56, compile=False),
     Case("loss", 4, 32, 128, 128, torch.float32, k=1, label="Stanford"),
     Case("decode", 4, 32, 128, 128, torch.float32, label="Stanford"),
 ]
@@ -150,7 +156,9 @@ def timer(device):
     def cpu_time(fn, budget_s=3.0):
         fn()
         times, t_end = [], time.perf_counter() + budget_s
-        while len(times) < 5 or (time.perf_counter() < t_end and len(times) < 50):
+        # at least 5 runs, or 3 of a call slower than a second
+        while len(times) < (3 if times and min(times) > 1e3 else 5) or (
+                time.perf_counter() < t_end and len(times) < 50):
             t0 = time.perf_counter()
             fn()
             times.append((time.perf_counter() - t0) * 1e3)
@@ -176,6 +184,23 @@ def implementations(case, z, ab, centres, weights, sigma, compile_ok):
         return lambda zz: reference.rebalanced_cross_entropy(zz, ab, centres, weights, pixel_weight=None, k=case.k, sigma=sigma, reduction="mean")
 
     out = {}
+    cd = {}  # the cdist baselines: the fastest pure-PyTorch code a user would write
+    if case.op == "loss":
+        cd["cdist"] = lambda zz: baselines.plain_rebalanced_cross_entropy(zz, ab, centres, weights, case.k, sigma)
+    elif case.op == "nearest":
+        cd["cdist"] = lambda: baselines.cdist_nearest_bin(ab, centres)
+    elif case.op == "histogram":
+        cd["cdist"] = lambda: baselines.cdist_bin_histogram(ab, centres)
+    elif case.op == "soft_encode":
+        cd["cdist"] = lambda: baselines.cdist_soft_encode(ab, centres, case.k, sigma)
+    if cd and compile_ok:
+        cd["cdist_compile"] = torch.compile(cd["cdist"], fullgraph=True, dynamic=False)
+    if case.op == "loss":
+        zg0 = z.detach().requires_grad_()
+        for name, f in cd.items():
+            out[name] = lambda f=f: torch.autograd.grad(f(zg0), zg0)
+    else:
+        out.update(cd)
     if case.op == "loss":
         zg = z.detach().requires_grad_()
         fns = {"eager": loss_fn("eager"), "kernel": loss_fn("kernel")}
@@ -238,6 +263,8 @@ def run(device, cases, compile_ok, on_case=None):
         z, ab, centres, weights, sigma = make_inputs(case, device, gen)
         with torch.no_grad() if case.op not in ("loss", "decode_fb") else torch.enable_grad():
             fns = implementations(case, z, ab, centres, weights, sigma, compile_ok and case.compile)
+            if not case.reference:
+                fns = {n: f for n, f in fns.items() if n not in ("eager", "compile")}
             for name, fn in fns.items():
                 try:
                     case.results[name] = bench(fn)
@@ -265,18 +292,21 @@ def table(device, cases, bw):
     ]
     if bw:
         lines.append(f"measured copy bandwidth: {bw / 1e9:.2f} TB/s (read + write)")
-    head = f"{'op':<12}{'shape':<18}{'dtype':<9}{'eager ms':>10}{'compile ms':>11}{'fastcolor ms':>13}{'x eager':>9}{'x compile':>10}"
+    head = (f"{'op':<12}{'shape':<18}{'dtype':<9}{'eager ms':>10}{'compile ms':>11}{'cdist ms':>10}"
+            f"{'cdist-c ms':>11}{'fastcolor ms':>13}{'x eager':>9}{'x compile':>10}{'x cdist':>9}{'x cdist-c':>10}")
     if bw:
         head += f"{'floor ms':>10}{'/ floor':>8}"
     lines.append(head)
     for c in cases:
         r = c.results
         e, k, cp = r.get("eager"), r.get("kernel"), r.get("compile")
+        cd, cdc = r.get("cdist"), r.get("cdist_compile")
         fmt = lambda v, f="{:.3f}": f.format(v) if v is not None else "-"
         row = (
             f"{(c.op + ('*' if c.label == 'Stanford' else '') + (' NHWC' if c.channels_last else '')):<12}{c.shape:<18}{str(c.dtype).replace('torch.', ''):<9}"
-            f"{fmt(e):>10}{fmt(cp):>11}{fmt(k):>13}"
+            f"{fmt(e):>10}{fmt(cp):>11}{fmt(cd):>10}{fmt(cdc):>11}{fmt(k):>13}"
             f"{fmt(e / k if e and k else None, '{:.1f}'):>9}{fmt(cp / k if cp and k else None, '{:.1f}'):>10}"
+            f"{fmt(cd / k if cd and k else None, '{:.1f}'):>9}{fmt(cdc / k if cdc and k else None, '{:.1f}'):>10}"
         )
         if bw:
             row += f"{fmt(r.get('floor'), '{:.4f}'):>10}{fmt(k / r['floor'] if k else None, '{:.1f}'):>8}"
@@ -293,7 +323,9 @@ def table(device, cases, bw):
             )
     lines.append("loss = rebalanced_cross_entropy forward+backward; decode = annealed_mean (T=0.38), "
                  "decode_fb = its forward+backward; histogram = bin_histogram; "
-                 "* = Stanford config (32 bins, k=1); NHWC = channels_last logits")
+                 "* = Stanford config (32 bins, k=1); NHWC = channels_last logits; "
+                 "cdist = torch.cdist + argmin/topk (+ bincount, + Gaussian, scatter, log_softmax), "
+                 "cdist-c = its torch.compile")
     return "\n".join(lines)
 
 

@@ -56,7 +56,7 @@ if [ "${SKIP_SANITIZER:-0}" != "1" ]; then
   SAN=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
   for tool in memcheck racecheck; do
     timeout "${SANITIZER_TIMEOUT:-240}" "$SAN" --tool "$tool" --error-exitcode 86 --print-limit 20 \
-      $PY -m pytest -q -p no:cacheprovider tests/test_kernel_variants.py -k cuda >"$LOG/sanitizer_$tool.log" 2>&1 &
+      $PY -m pytest -q -p no:cacheprovider tests/test_kernel_variants.py tests/test_lookup.py -k cuda >"$LOG/sanitizer_$tool.log" 2>&1 &
     pids+=($!)
   done
 fi
@@ -75,7 +75,7 @@ fi
 bench_rc=0
 if [ "${SKIP_BENCH:-0}" != "1" ]; then
   t0=$(date +%s)
-  timeout "${BENCH_TIMEOUT:-300}" $PY benchmarks/bench_ops.py --device cuda --json "$LOG/bench.json" >"$LOG/bench.txt" 2>"$LOG/bench.err"
+  timeout "${BENCH_TIMEOUT:-400}" $PY benchmarks/bench_ops.py --device cuda --json "$LOG/bench.json" >"$LOG/bench.txt" 2>"$LOG/bench.err"
   bench_rc=$?
   echo "op benchmarks: $(( $(date +%s) - t0 )) s, rc=$bench_rc"
   t0=$(date +%s)

@@ -5,7 +5,32 @@
 #include <Python.h>
 #include <torch/library.h>
 
+#include <vector>
+
+#include "fastcolor/colormath.h"
+#include "fastcolor/host.h"
 #include "fastcolor/kernels.h"
+#include "fastcolor/lookup_build.h"
+
+namespace {
+// The limits compiled into the kernels (from fastcolor/ops/limits.py, through
+// setup.py's -DFASTCOLOR_MAX_K / -DFASTCOLOR_MAX_BINS): [max_k, max_bins].
+std::vector<int64_t> limits() { return {fastcolor::kMaxK, fastcolor::kMaxBins}; }
+
+// The lookup table the kernels would use for (centres, k), built afresh (not
+// from the cache) so that its build time is measured: [ga, gb, a0, b0,
+// inv_wa, inv_wb, cell entries, mean list, longest list, bytes, build ms].
+std::vector<double> lookup_info(const at::Tensor& centres, int64_t k) {
+  fastcolor::check_centres("lookup_info", centres, centres);
+  fastcolor::check_k_sigma("lookup_info", k, 1.0, centres.size(0));
+  const at::Tensor c = centres.to(at::kCPU).contiguous();
+  const fastcolor::LookupTable t =
+      fastcolor::build_lookup(c.const_data_ptr<float>(), c.size(0), static_cast<int>(k));
+  const int64_t cells = int64_t(t.ga) * t.gb;
+  return {double(t.ga), double(t.gb), t.a0, t.b0, t.inv_wa, t.inv_wb, double(t.start[cells]),
+          t.mean_list(), double(t.max_list), double(t.bytes()), t.build_ms};
+}
+}  // namespace
 
 extern "C" {
 // Importing fastcolor._C runs the static registrations below; the module
@@ -19,6 +44,12 @@ PyObject* PyInit__C(void) {
 }
 
 TORCH_LIBRARY(fastcolor, m) {
+  // -> [max_k, max_bins] as compiled; takes no tensor, so its one kernel is
+  // registered for every dispatch key (CompositeImplicitAutograd catch-all).
+  m.def("limits() -> int[]", &limits);
+  // The k-nearest lookup table of a codebook (csrc/include/fastcolor/lookup.h):
+  // its grid and size, built afresh and timed; for tests and benchmarks.
+  m.def("lookup_info(Tensor centres, int k) -> float[]");
   // ab (N,2,H,W) f32, centres (Q,2) f32 -> (N,H,W) int64; -1 for non-finite ab.
   m.def("nearest_bin(Tensor ab, Tensor centres) -> Tensor");
   // -> (N,Q,H,W) f32 dense Gaussian soft targets over the k nearest bins.
@@ -41,6 +72,7 @@ TORCH_LIBRARY(fastcolor, m) {
 }
 
 TORCH_LIBRARY_IMPL(fastcolor, CPU, m) {
+  m.impl("lookup_info", &lookup_info);
   m.impl("nearest_bin", &fastcolor::nearest_bin_cpu);
   m.impl("soft_encode", &fastcolor::soft_encode_cpu);
   m.impl("bin_histogram", &fastcolor::bin_histogram_cpu);
@@ -51,6 +83,7 @@ TORCH_LIBRARY_IMPL(fastcolor, CPU, m) {
 
 #ifdef FASTCOLOR_WITH_CUDA
 TORCH_LIBRARY_IMPL(fastcolor, CUDA, m) {
+  m.impl("lookup_info", &lookup_info);
   m.impl("nearest_bin", &fastcolor::nearest_bin_cuda);
   m.impl("soft_encode", &fastcolor::soft_encode_cuda);
   m.impl("bin_histogram", &fastcolor::bin_histogram_cuda);

@@ -3,7 +3,8 @@
 # its CUDA build from local disk), the runtime and test dependencies, and the
 # extension fastcolor._C (C++ CPU kernels, plus CUDA kernels whenever nvcc is
 # found; see setup.py for FORCE_CUDA / FORCE_CPU / TORCH_CUDA_ARCH_LIST).
-# Idempotent: a second run rebuilds only if csrc/ or setup.py changed.
+# Idempotent: a second run rebuilds only if csrc/, setup.py or
+# fastcolor/ops/limits.py changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -19,7 +20,7 @@ fi
 export MAX_JOBS=${MAX_JOBS:-$(nproc)}
 
 stamp="$VENV/.fastcolor-build"
-sources=$(cat setup.py $(find csrc -type f | sort) | sha256sum | cut -d' ' -f1)
+sources=$(cat setup.py fastcolor/ops/limits.py $(find csrc -type f | sort) | sha256sum | cut -d' ' -f1)
 want="$sources ${FORCE_CUDA:-} ${FORCE_CPU:-} ${TORCH_CUDA_ARCH_LIST:-} ${FASTCOLOR_CPU_ARCH:-}"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && "$VENV/bin/python" -c "import fastcolor._C" 2>/dev/null; then
   echo "fastcolor: extension up to date"

@@ -21,7 +21,7 @@ at::Tensor bin_histogram_cpu(const at::Tensor& ab, const at::Tensor& centres,
   at::Tensor hist = at::zeros({nq}, ab.options().dtype(at::kDouble));
   if (pixels == 0) return hist;
 
-  const cpu::Bins bins(centres);
+  const cpu::Search search(centres, 1);
   const PixelLayout l = pixel_layout(ab);
   const PixelLayout lw = weight ? plane_layout(*weight) : PixelLayout{};
   const float* src = ab.const_data_ptr<float>();
@@ -31,13 +31,21 @@ at::Tensor bin_histogram_cpu(const at::Tensor& ab, const at::Tensor& centres,
   // sum is exact for counts (integers below 2^53).
   std::vector<std::vector<double>> partial(at::get_num_threads(),
                                            std::vector<double>(nq, 0.0));
-  at::parallel_for(0, pixels, 256, [&](int64_t p0, int64_t p1) {
+  at::parallel_for(0, pixels, 4096, [&](int64_t p0, int64_t p1) {
     std::vector<double>& mine = partial[at::get_thread_num()];
-    for (int64_t p = p0; p < p1; ++p) {
-      const int64_t off = l.offset(p);
-      const int32_t q = cpu::nearest(src[off], src[off + l.s_c], bins);
-      if (q < 0) continue;  // non-finite ab: counted nowhere
-      mine[q] += wsrc ? static_cast<double>(wsrc[lw.offset(p)]) : 1.0;
+    if (wsrc) {
+      cpu::walk_pixels(l, p0, p1, [&](int64_t p, int64_t off) {
+        const int32_t q = search.nearest(src[off], src[off + l.s_c]);
+        if (q >= 0) mine[q] += static_cast<double>(wsrc[lw.offset(p)]);  // non-finite ab: nowhere
+      });
+    } else {
+      // Counts in a private integer histogram: exact, and no float add chain.
+      std::vector<int64_t> counts(nq + 1, 0);  // slot nq: non-finite ab, counted nowhere
+      cpu::walk_pixels(l, p0, p1, [&](int64_t, int64_t off) {
+        const int32_t q = search.nearest(src[off], src[off + l.s_c]);
+        ++counts[q < 0 ? nq : q];
+      });
+      for (int64_t q = 0; q < nq; ++q) mine[q] += static_cast<double>(counts[q]);
     }
   });
   double* out = hist.mutable_data_ptr<double>();

@@ -1,9 +1,9 @@
 // Helpers shared by the CPU kernels.
 //
-// Nearest bins: a sweep over the bins sorted by their first coordinate,
-// outwards from the pixel's, that stops once (a - ca)^2 alone exceeds the
-// k-th best distance; it visits a narrow strip of the codebook instead of
-// all of it, and selects exactly what a full scan would.
+// Nearest bins: the per-codebook lookup table (fastcolor/lookup.h, built
+// once per codebook and k and cached): per pixel one cell, then exact
+// distances to that cell's few candidates; it selects exactly what a full
+// scan would.
 //
 // Logits: pixels are processed in tiles of kTile, gathered channel-major
 // (buf[q * kTile + t]) so that every per-pixel reduction over the Q bins is
@@ -13,24 +13,50 @@
 #include <ATen/core/Tensor.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
-#include <numeric>
+#include <limits>
+#include <memory>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "fastcolor/colormath.h"
 #include "fastcolor/layout.h"
+#include "fastcolor/lookup.h"
+#include "fastcolor/lookup_cache.h"
 
 namespace fastcolor {
 namespace cpu {
 
 constexpr int64_t kTile = 64;  // pixels per tile: long contiguous runs per bin, lanes in registers
 
+// Calls f(p, offset) for the pixels p in [p0, p1) in order, the offsets
+// stepped along each row (two divisions per call instead of two per pixel).
+template <typename F>
+inline void walk_pixels(const PixelLayout& l, int64_t p0, int64_t p1, F&& f) {
+  if (p0 >= p1) return;
+  const int64_t h = l.hw / l.w;
+  int64_t n = p0 / l.hw;
+  int64_t y = (p0 - n * l.hw) / l.w;
+  int64_t x = p0 - n * l.hw - y * l.w;
+  int64_t p = p0;
+  while (p < p1) {
+    const int64_t end = std::min(p1, p + (l.w - x));
+    int64_t off = n * l.s_n + y * l.s_h + x * l.s_w;
+    for (; p < end; ++p, off += l.s_w) f(p, off);
+    x = 0;
+    if (++y == h) {
+      y = 0;
+      ++n;
+    }
+  }
+}
+
+// The centres by index (the decode's weighted sums).
 struct Bins {
-  std::vector<float> a, b;        // by index
-  std::vector<float> sa, sb;      // sorted by (a, index)
-  std::vector<int32_t> sidx;      // original index of each sorted entry
+  std::vector<float> a, b;
 
   explicit Bins(const at::Tensor& centres) {
     const at::Tensor c = centres.contiguous();
@@ -42,52 +68,46 @@ struct Bins {
       a[i] = p[2 * i];
       b[i] = p[2 * i + 1];
     }
-    sidx.resize(nq);
-    std::iota(sidx.begin(), sidx.end(), 0);
-    std::stable_sort(sidx.begin(), sidx.end(),
-                     [&](int32_t i, int32_t j) { return a[i] < a[j]; });
-    sa.resize(nq);
-    sb.resize(nq);
-    for (int64_t i = 0; i < nq; ++i) {
-      sa[i] = a[sidx[i]];
-      sb[i] = b[sidx[i]];
-    }
   }
   int64_t size() const { return static_cast<int64_t>(a.size()); }
 };
 
-// The k nearest bins of a finite (a, b). A bin whose first-coordinate term
-// alone, rounded as in sqdist, ranks after the current k-th cannot enter
-// (sqdist only adds to it), and the term grows outwards from the start of
-// the sweep, so each side stops at its first such bin.
-template <int Cap>
-KNearestT<Cap> k_nearest(float a, float b, const Bins& bins, int k) {
-  KNearestT<Cap> nn(k);
-  const int64_t nq = bins.size();
-  const float* sa = bins.sa.data();
-  int64_t hi = std::lower_bound(sa, sa + nq, a) - sa;
-  int64_t lo = hi - 1;
-  auto bound = [&](int64_t i) {
-    const float da = a - sa[i];
-    const float d = da * da;
-    return d < FLT_MAX ? d : FLT_MAX;
-  };
-  while (lo >= 0 || hi < nq) {
-    const float dl = lo >= 0 ? bound(lo) : INFINITY;
-    const float dh = hi < nq ? bound(hi) : INFINITY;
-    const int64_t i = dl <= dh ? lo : hi;
-    if (std::min(dl, dh) > nn.worst) break;
-    nn.insert(sqdist(a, b, sa[i], bins.sb[i]), bins.sidx[i]);
-    if (i == lo) --lo; else ++hi;
-  }
-  return nn;
-}
+// The k nearest bins of the pixels of one call: the codebook's lookup table
+// and a search specialised on k (one function per k, picked once per call).
+class Search {
+ public:
+  Search(const at::Tensor& centres, int k)
+      : entry_(lookup_table(centres, k)), v_(entry_->view()), ca_(entry_->host.ca.data()),
+        cb_(entry_->host.cb.data()), k_(k), fn_(table()[k - 1]) {}
 
-// Index of the nearest bin, ties to the lower index; -1 for non-finite ab.
-inline int32_t nearest(float a, float b, const Bins& bins) {
-  if (!finite2(a, b)) return -1;
-  return k_nearest<1>(a, b, bins, 1).idx[0];
-}
+  // Index of the nearest bin, ties to the lower index; -1 for non-finite ab.
+  int32_t nearest(float a, float b) const {
+    if (!finite2(a, b)) return -1;
+    return lookup_nearest(v_, a, b, ca_, cb_);
+  }
+  // The k nearest bins of a finite (a, b) into nn's first k slots, sorted.
+  void k_nearest(float a, float b, KNearest& nn) const { fn_(v_, a, b, ca_, cb_, nn.d, nn.idx); }
+  int k() const { return k_; }
+
+ private:
+  using Fn = void (*)(const LookupView&, float, float, const float*, const float*, float*,
+                      int32_t*);
+  template <int... Ks>
+  static constexpr std::array<Fn, sizeof...(Ks)> make(std::integer_sequence<int, Ks...>) {
+    return {&lookup_k_nearest<Ks + 1>...};
+  }
+  static const std::array<Fn, kMaxK>& table() {
+    static constexpr std::array<Fn, kMaxK> fns = make(std::make_integer_sequence<int, kMaxK>());
+    return fns;
+  }
+
+  std::shared_ptr<const LookupEntry> entry_;
+  LookupView v_;
+  const float* ca_;
+  const float* cb_;
+  int k_;
+  Fn fn_;
+};
 
 // Whether the n pixels from p0 sit at consecutive offsets (a row of NCHW).
 inline bool consecutive(const int64_t* off, int64_t n) {

@@ -16,15 +16,14 @@ at::Tensor nearest_bin_cpu(const at::Tensor& ab, const at::Tensor& centres) {
   const int64_t pixels = out.numel();
   if (pixels == 0) return out;
 
-  const cpu::Bins bins(centres);
+  const cpu::Search search(centres, 1);
   const PixelLayout l = pixel_layout(ab);
   const float* src = ab.const_data_ptr<float>();
   int64_t* dst = out.mutable_data_ptr<int64_t>();
-  at::parallel_for(0, pixels, 256, [&](int64_t p0, int64_t p1) {
-    for (int64_t p = p0; p < p1; ++p) {
-      const int64_t off = l.offset(p);
-      dst[p] = cpu::nearest(src[off], src[off + l.s_c], bins);
-    }
+  at::parallel_for(0, pixels, 4096, [&](int64_t p0, int64_t p1) {
+    cpu::walk_pixels(l, p0, p1, [&](int64_t p, int64_t off) {
+      dst[p] = search.nearest(src[off], src[off + l.s_c]);
+    });
   });
   return out;
 }

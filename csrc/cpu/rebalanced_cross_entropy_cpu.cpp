@@ -16,6 +16,36 @@
 namespace fastcolor {
 namespace {
 
+// exp(z - m) of a tile's rows into out (when store) and their per-lane sums.
+template <typename T>
+void exp_rows(const T* __restrict z, int64_t zs, const T* __restrict m, T* __restrict out,
+              int64_t os, int64_t nq, T* __restrict s, bool store) {
+  constexpr int64_t L = cpu::kTile;
+  for (int64_t t = 0; t < L; ++t) s[t] = 0;
+  for (int64_t q = 0; q < nq; ++q) {
+    const T* __restrict zr = z + q * zs;
+    T* __restrict o = out + q * os;
+    if (store) {
+      for (int64_t t = 0; t < L; ++t) {
+        const T v = exp_nonpositive(zr[t] - m[t]);
+        o[t] = v;
+        s[t] += v;
+      }
+    } else {
+      for (int64_t t = 0; t < L; ++t) s[t] += exp_nonpositive(zr[t] - m[t]);
+    }
+  }
+}
+
+// rows[q][t] *= scale[t].
+template <typename T>
+void scale_rows(T* __restrict rows, int64_t rs, const T* __restrict scale, int64_t nq) {
+  for (int64_t q = 0; q < nq; ++q) {
+    T* __restrict r = rows + q * rs;
+    for (int64_t t = 0; t < cpu::kTile; ++t) r[t] *= scale[t];
+  }
+}
+
 // Per tile of kTile pixels: the logits are read once, channel-major (in
 // place for NCHW float32/float64, else gathered).
 // Per pixel, the k nearest bins of its ab give the soft target t (never
@@ -24,7 +54,7 @@ namespace {
 // scale * w * (softmax(z) - t), formed in acc_t and rounded once on the store.
 template <typename scalar_t>
 void cross_entropy_cpu_kernel(const at::Tensor& logits, const at::Tensor& ab,
-                              const cpu::Bins& bins, const float* class_w,
+                              const cpu::Search& search, const float* class_w,
                               const std::optional<at::Tensor>& pixel_weight, int k,
                               float inv_two_sigma2, double grad_scale,
                               at::Tensor& loss_px, at::Tensor& grad) {
@@ -46,7 +76,7 @@ void cross_entropy_cpu_kernel(const at::Tensor& logits, const at::Tensor& ab,
 
   at::parallel_for(0, tiles, 1, [&](int64_t t0, int64_t t1) {
     std::vector<acc_t> z(nq * T);  // gathered logits, where they cannot be read in place
-    std::vector<acc_t> e(nq * T);  // exp(z - max), then the gradient
+    std::vector<acc_t> e(nq * T);  // the gradient, where it cannot be written in place
     for (int64_t tile = t0; tile < t1; ++tile) {
       const int64_t p0 = tile * T;
       const int64_t cnt = std::min(T, pixels - p0);
@@ -71,7 +101,8 @@ void cross_entropy_cpu_kernel(const at::Tensor& logits, const at::Tensor& ab,
           w[t] = NAN;
           continue;
         }
-        const KNearest nn = cpu::k_nearest<kMaxK>(a, b, bins, k);
+        KNearest nn(k);
+        search.k_nearest(a, b, nn);
         const float norm = gaussian_normaliser(nn, inv_two_sigma2);
         ntgt[t] = k;
         for (int j = 0; j < k; ++j) {
@@ -86,27 +117,35 @@ void cross_entropy_cpu_kernel(const at::Tensor& logits, const at::Tensor& ab,
                (w_src ? static_cast<acc_t>(w_src[lw.offset(p0 + t)]) : acc_t(1));
       }
 
+      // Where the gradient goes: straight into the output where the tile is a
+      // run of adjacent pixels of type acc_t (NCHW float32/float64), else into
+      // e, scattered at the end.
+      acc_t* gt = e.data();
+      int64_t gs = T;
+      if constexpr (std::is_same_v<acc_t, scalar_t>) {
+        if (g_dst && cnt == T) {
+          int64_t off[T];
+          for (int64_t t = 0; t < T; ++t) off[t] = lg.offset(p0 + t);
+          if (cpu::consecutive(off, T)) {
+            gt = g_dst + off[0];
+            gs = lg.s_c;
+          }
+        }
+      }
       acc_t m[T], s[T];
       cpu::tile_max(zt, rs, nq, m);
-      for (int64_t t = 0; t < T; ++t) s[t] = 0;
-      for (int64_t q = 0; q < nq; ++q)
-        for (int64_t t = 0; t < T; ++t) {
-          const acc_t v = exp_nonpositive(zt[q * rs + t] - m[t]);
-          e[q * T + t] = v;
-          s[t] += v;
-        }
+      exp_rows(zt, rs, m, gt, gs, nq, s, g_dst != nullptr);
       for (int64_t t = 0; t < cnt; ++t)
         loss_dst[p0 + t] = w[t] * ((m[t] + std::log(s[t])) * tsum[t] - tdot[t]);
 
       if (g_dst) {
         acc_t pscale[T];
         for (int64_t t = 0; t < T; ++t) pscale[t] = scale * w[t] / s[t];
-        for (int64_t q = 0; q < nq; ++q)
-          for (int64_t t = 0; t < T; ++t) e[q * T + t] *= pscale[t];
+        scale_rows(gt, gs, pscale, nq);
         for (int64_t t = 0; t < cnt; ++t)
           for (int j = 0; j < ntgt[t]; ++j)
-            e[tgt_idx[t][j] * T + t] -= scale * w[t] * tgt_w[t][j];
-        cpu::scatter_tile(e.data(), lg, p0, cnt, nq, g_dst);
+            gt[tgt_idx[t][j] * gs + t] -= scale * w[t] * tgt_w[t][j];
+        if (gt == e.data()) cpu::scatter_tile(e.data(), lg, p0, cnt, nq, g_dst);
       }
     }
   });
@@ -125,13 +164,13 @@ std::tuple<at::Tensor, at::Tensor> rebalanced_cross_entropy_cpu(
   at::Tensor loss_px, grad;
   std::tie(loss_px, grad) = empty_cross_entropy(logits, compute_grad);
   if (loss_px.numel() > 0 && logits.size(1) > 0) {
-    const cpu::Bins bins(centres);
+    const cpu::Search search(centres, static_cast<int>(k));
     const at::Tensor cw = class_weights.contiguous();
     const float inv_two_sigma2 = static_cast<float>(0.5 / (sigma * sigma));
     at::Tensor g = compute_grad ? grad : at::Tensor();
     AT_DISPATCH_FLOATING_TYPES_AND2(
         at::kHalf, at::kBFloat16, logits.scalar_type(), "rebalanced_cross_entropy_cpu", [&] {
-          cross_entropy_cpu_kernel<scalar_t>(logits, ab, bins, cw.const_data_ptr<float>(),
+          cross_entropy_cpu_kernel<scalar_t>(logits, ab, search, cw.const_data_ptr<float>(),
                                              pixel_weight, static_cast<int>(k),
                                              inv_two_sigma2,
                                              reduction_grad_scale(red, loss_px.numel()),

@@ -11,6 +11,7 @@
 #include "cuda_common.cuh"
 #include "fastcolor/host.h"
 #include "fastcolor/kernels.h"
+#include "fastcolor/launch_plan.h"
 
 namespace fastcolor {
 namespace {
@@ -341,27 +342,6 @@ __global__ void __launch_bounds__(cuda::kThreads) annealed_mean_backward_tile_ke
   }
 }
 
-// Register budget of the tiled forward kernels (see cross_entropy's plan):
-// bins per thread R and warps per block for pixel-adjacent logits; bins per
-// lane for channels_last; 0 = the generic kernel.
-struct DecodePlan {
-  bool warp;  // channels_last kernel
-  int rows;
-  int warps;
-};
-
-inline DecodePlan plan_decode(at::ScalarType st, int64_t nq, int64_t s_c) {
-  if (st == at::kDouble) return {false, 0, 0};
-  if (s_c == 1 && nq > 1) {
-    for (int r : {1, 4, 10, 20})
-      if (nq <= 32 * r) return {true, r, 0};
-    return {false, 0, 0};
-  }
-  if (nq <= 64) return {false, 8, static_cast<int>((nq + 7) / 8)};
-  if (nq <= 40 * 16) return {false, 40, static_cast<int>((nq + 39) / 40)};
-  return {false, 0, 0};
-}
-
 }  // namespace
 
 std::tuple<at::Tensor, at::Tensor> annealed_mean_cuda(const at::Tensor& logits,
@@ -377,8 +357,8 @@ std::tuple<at::Tensor, at::Tensor> annealed_mean_cuda(const at::Tensor& logits,
   const int nq = static_cast<int>(c.size(0));
   const auto stream = c10::cuda::getCurrentCUDAStream();
   const PixelLayout lz = pixel_layout(logits), lo = pixel_layout(out);
-  const DecodePlan plan = plan_decode(logits.scalar_type(), nq, lz.s_c);
-  if (plan.rows == 0) {
+  const LaunchPlan plan = plan_launch(logits.scalar_type() == at::kDouble, nq, lz.s_c);
+  if (plan.kind == LaunchPlan::kGeneric) {
     AT_DISPATCH_FLOATING_TYPES_AND2(
         at::kHalf, at::kBFloat16, logits.scalar_type(), "annealed_mean_cuda", [&] {
           using acc_t = at::opmath_type<scalar_t>;
@@ -404,7 +384,7 @@ std::tuple<at::Tensor, at::Tensor> annealed_mean_cuda(const at::Tensor& logits,
                                                   stats.mutable_data_ptr<float>(), lo);
             C10_CUDA_KERNEL_LAUNCH_CHECK();
           };
-          if (plan.warp) {
+          if (plan.kind == LaunchPlan::kWarp) {
             const size_t smem = 2 * nq * sizeof(float);
             const int64_t per_block = cuda::kThreads / 32;
             const dim3 grid(static_cast<unsigned>(

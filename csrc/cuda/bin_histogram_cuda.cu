@@ -20,7 +20,7 @@ namespace {
 template <bool kWeighted>
 __global__ void __launch_bounds__(cuda::kThreads)
     bin_histogram_kernel(const float* __restrict__ ab, PixelLayout l,
-                         const float* __restrict__ centres, int nq,
+                         const float* __restrict__ centres, int nq, LookupView lut,
                          const float* __restrict__ weight, PixelLayout lw, int64_t pixels,
                          double* __restrict__ hist) {
   extern __shared__ float smem[];
@@ -45,7 +45,7 @@ __global__ void __launch_bounds__(cuda::kThreads)
       const int64_t off = l.offset(p);
       const float a = ab[off], b = ab[off + l.s_c];
       if (finite2(a, b)) {  // non-finite ab: counted nowhere
-        q = cuda::nearest_scan(a, b, ca, cb, nq);
+        q = lookup_nearest(lut, a, b, ca, cb);
         if (kWeighted) wt = weight[lw.offset(p)];
       }
     }
@@ -77,11 +77,12 @@ at::Tensor bin_histogram_cuda(const at::Tensor& ab, const at::Tensor& centres,
   if (pixels == 0) return hist;
   const at::Tensor c = centres.contiguous();
   const size_t smem = 3 * nq * sizeof(float);
+  const auto lut = lookup_table(c, 1);
   auto launch = [&](auto kernel) {
     cuda::allow_shared_memory(kernel, smem);
     kernel<<<cuda::blocks_for(pixels), cuda::kThreads, smem, c10::cuda::getCurrentCUDAStream()>>>(
         ab.const_data_ptr<float>(), pixel_layout(ab), c.const_data_ptr<float>(),
-        static_cast<int>(nq), weight ? weight->const_data_ptr<float>() : nullptr,
+        static_cast<int>(nq), lut->view(), weight ? weight->const_data_ptr<float>() : nullptr,
         weight ? plane_layout(*weight) : PixelLayout{}, pixels, hist.mutable_data_ptr<double>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   };

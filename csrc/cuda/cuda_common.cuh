@@ -15,6 +15,8 @@
 
 #include "fastcolor/colormath.h"
 #include "fastcolor/layout.h"
+#include "fastcolor/lookup.h"
+#include "fastcolor/lookup_cache.h"
 
 namespace fastcolor {
 namespace cuda {
@@ -47,22 +49,6 @@ __device__ __forceinline__ void load_bins(const float* __restrict__ centres, int
     cb[i] = centres[2 * i + 1];
   }
   __syncthreads();
-}
-
-// Nearest of nq bins (in shared memory) to a finite (a, b): a scan in index
-// order with a strict <, so the lower index wins ties.
-__device__ __forceinline__ int32_t nearest_scan(float a, float b, const float* ca,
-                                                const float* cb, int nq) {
-  float best_d = INFINITY;
-  int32_t best = 0;
-  for (int q = 0; q < nq; ++q) {
-    const float d = sqdist(a, b, ca[q], cb[q]);
-    if (d < best_d) {
-      best_d = d;
-      best = q;
-    }
-  }
-  return best;
 }
 
 __device__ __forceinline__ int64_t first_pixel() {

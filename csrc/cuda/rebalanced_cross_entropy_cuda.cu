@@ -10,12 +10,14 @@
 #include "cuda_common.cuh"
 #include "fastcolor/host.h"
 #include "fastcolor/kernels.h"
+#include "fastcolor/launch_plan.h"
 
 namespace fastcolor {
 namespace {
 
 // The generic kernel (float64 logits, or more bins than the tiled kernels
-// hold in registers): one thread per pixel. The k nearest bins of its ab (registers) define the
+// hold in registers): one thread per pixel. The k nearest bins of its ab (from
+// its cell's candidates in the lookup table; kept in registers) define the
 // soft target t, never stored. One pass over the logits gives the online
 // log-sum-exp; the loss is w * (lse * sum_j t_j - sum_j t_j z_j). With grad,
 // a second pass writes scale * w * (softmax(z) - t), formed in acc_t and
@@ -24,8 +26,8 @@ template <typename scalar_t, int Cap>
 __global__ void __launch_bounds__(cuda::kThreads) cross_entropy_generic_kernel(
     const scalar_t* __restrict__ logits, PixelLayout lz, const float* __restrict__ ab,
     PixelLayout lab, const float* __restrict__ centres, const float* __restrict__ class_w,
-    int nq, const float* __restrict__ pixel_w, PixelLayout lw, int k, float inv_two_sigma2,
-    at::opmath_type<scalar_t> scale, int64_t pixels, at::opmath_type<scalar_t>* __restrict__ loss,
+    int nq, LookupView lut, const float* __restrict__ pixel_w, PixelLayout lw, int k,
+    float inv_two_sigma2, at::opmath_type<scalar_t> scale, int64_t pixels, at::opmath_type<scalar_t>* __restrict__ loss,
     scalar_t* __restrict__ grad, PixelLayout lg) {
   using acc_t = at::opmath_type<scalar_t>;
   extern __shared__ float smem[];
@@ -47,7 +49,7 @@ __global__ void __launch_bounds__(cuda::kThreads) cross_entropy_generic_kernel(
       continue;
     }
     KNearestT<Cap> nn(k);
-    for (int q = 0; q < nq; ++q) nn.push(sqdist(a, b, ca[q], cb[q]), q);
+    lookup_push(nn, lut, a, b, ca, cb);
     const float norm = gaussian_normaliser(nn, inv_two_sigma2);
     const acc_t w = static_cast<acc_t>(cw[nn.idx[0]]) *
                     (pixel_w ? static_cast<acc_t>(pixel_w[lw.offset(p)]) : acc_t(1));
@@ -131,8 +133,9 @@ __device__ __forceinline__ float finish_pixel(const KNearestT<Cap>& nn, float w,
 // 32 adjacent pixels. Each logit is read once from memory and each gradient
 // entry written once:
 //  1. every thread issues its R loads, then, while they are in flight, finds
-//     the k nearest among its own bins (the same bins: a scan of ~Q/W
-//     centres, all lanes reading the same centre, so shared memory broadcasts);
+//     the k nearest among its share of its pixel's candidates (the codebook's
+//     lookup table: the list of the pixel's cell, entries warp, warp + W, ...;
+//     a few per warp instead of a scan of ~Q/W centres);
 //  2. per-warp max and sum of exponentials and the per-warp nearest lists go
 //     through shared memory; every thread combines its pixel's partials in the
 //     same order (so all agree bit for bit) and takes the class weight of the
@@ -145,7 +148,8 @@ template <typename scalar_t, int R, int Cap>
 __global__ void __launch_bounds__(512) cross_entropy_tile_kernel(
     const scalar_t* __restrict__ logits, PixelLayout lz, const float* __restrict__ ab,
     PixelLayout lab, const float* __restrict__ centres, const float* __restrict__ class_w, int nq,
-    const float* __restrict__ pixel_w, PixelLayout lw, int k, float inv_two_sigma2, float scale,
+    LookupView lut, const float* __restrict__ pixel_w, PixelLayout lw, int k, float inv_two_sigma2,
+    float scale,
     int64_t pixels, float* __restrict__ loss, scalar_t* __restrict__ grad, PixelLayout lg) {
   extern __shared__ float smem[];
   const int lane = threadIdx.x, warp = threadIdx.y, nw = blockDim.y;
@@ -175,8 +179,7 @@ __global__ void __launch_bounds__(512) cross_entropy_tile_kernel(
 
   {  // 1. the k nearest among this warp's bins
     KNearestT<Cap> part(k);
-#pragma unroll 4
-    for (int q = warp; q < nq; q += nw) part.push(sqdist(a, b, ca[q], cb[q]), q);
+    lookup_push(part, lut, a, b, ca, cb, warp, nw);
     FC_UNROLL
     for (int j = 0; j < Cap; ++j) {
       if (j < k) {
@@ -246,8 +249,8 @@ __global__ void __launch_bounds__(512) cross_entropy_tile_kernel(
 
 // Warp-per-pixel kernel for channels_last logits (C innermost: a pixel's Q
 // logits are contiguous). A warp owns 32 consecutive pixels: first each lane
-// finds the k nearest bins of one of them (a scan over all centres, every
-// lane reading the same one, so shared memory broadcasts), then the warp
+// finds the k nearest bins of one of them (its cell's candidates from the
+// codebook's lookup table), then the warp
 // walks the 32 pixels, its lanes spanning the bins (R per lane, in
 // registers) so that loads and stores are contiguous; max and sum by
 // shuffles. Finally each lane finishes its own pixel (finish_pixel).
@@ -255,7 +258,8 @@ template <typename scalar_t, int R, int Cap>
 __global__ void __launch_bounds__(cuda::kThreads) cross_entropy_warp_kernel(
     const scalar_t* __restrict__ logits, PixelLayout lz, const float* __restrict__ ab,
     PixelLayout lab, const float* __restrict__ centres, const float* __restrict__ class_w, int nq,
-    const float* __restrict__ pixel_w, PixelLayout lw, int k, float inv_two_sigma2, float scale,
+    LookupView lut, const float* __restrict__ pixel_w, PixelLayout lw, int k, float inv_two_sigma2,
+    float scale,
     int64_t pixels, float* __restrict__ loss, scalar_t* __restrict__ grad, PixelLayout lg) {
   extern __shared__ float smem[];
   const int lane = threadIdx.x & 31;
@@ -273,8 +277,7 @@ __global__ void __launch_bounds__(cuda::kThreads) cross_entropy_warp_kernel(
     b = ab[off + lab.s_c];
   }
   KNearestT<Cap> nn(k);
-#pragma unroll 4
-  for (int q = 0; q < nq; ++q) nn.push(sqdist(a, b, ca[q], cb[q]), q);
+  lookup_push(nn, lut, a, b, ca, cb);
   const float w = !finite2(a, b) ? NAN
                   : class_w[nn.idx[0]] * (pixel_w && valid ? pixel_w[lw.offset(mine)] : 1.f);
   float my_m = 0.f, my_s = 1.f;
@@ -321,28 +324,6 @@ __global__ void __launch_bounds__(cuda::kThreads) cross_entropy_warp_kernel(
                                              scale);
 }
 
-// Which kernel runs: the tiled one when a pixel's logits are not contiguous,
-// the warp-per-pixel one for channels_last, each while the bins fit in
-// registers (R per thread); float64 and larger codebooks take the generic
-// kernel.
-struct CrossEntropyPlan {
-  enum Kind { kTile, kWarp, kGeneric } kind;
-  int rows;   // R: bins per thread
-  int warps;  // tiled kernel: warps per block (bins split across them)
-};
-
-inline CrossEntropyPlan plan_cross_entropy(at::ScalarType st, int64_t nq, int64_t s_c) {
-  if (st == at::kDouble) return {CrossEntropyPlan::kGeneric, 0, 0};
-  if (s_c == 1 && nq > 1) {
-    for (int r : {1, 4, 10, 20})
-      if (nq <= 32 * r) return {CrossEntropyPlan::kWarp, r, 0};
-  } else {
-    if (nq <= 64) return {CrossEntropyPlan::kTile, 8, static_cast<int>((nq + 7) / 8)};
-    if (nq <= 40 * 16) return {CrossEntropyPlan::kTile, 40, static_cast<int>((nq + 39) / 40)};
-  }
-  return {CrossEntropyPlan::kGeneric, 0, 0};
-}
-
 }  // namespace
 
 std::tuple<at::Tensor, at::Tensor> rebalanced_cross_entropy_cuda(
@@ -361,6 +342,7 @@ std::tuple<at::Tensor, at::Tensor> rebalanced_cross_entropy_cuda(
     const at::Tensor c = centres.contiguous();
     const at::Tensor cw = class_weights.contiguous();
     const float inv_two_sigma2 = static_cast<float>(0.5 / (sigma * sigma));
+    const auto lut = lookup_table(c, k);
     const double scale = reduction_grad_scale(red, pixels);
     const auto stream = c10::cuda::getCurrentCUDAStream();
     const PixelLayout lz = pixel_layout(logits), lab = pixel_layout(ab);
@@ -368,8 +350,8 @@ std::tuple<at::Tensor, at::Tensor> rebalanced_cross_entropy_cuda(
     const PixelLayout lg = compute_grad ? pixel_layout(grad) : PixelLayout{};
     const float* pw = pixel_weight ? pixel_weight->const_data_ptr<float>() : nullptr;
     const auto st = logits.scalar_type();
-    const CrossEntropyPlan plan = plan_cross_entropy(st, nq, lz.s_c);
-    if (plan.kind == CrossEntropyPlan::kGeneric) {
+    const LaunchPlan plan = plan_launch(st == at::kDouble, nq, lz.s_c);
+    if (plan.kind == LaunchPlan::kGeneric) {
       const size_t smem = 3 * nq * sizeof(float);
       AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, st, "rebalanced_cross_entropy_cuda", [&] {
         using acc_t = at::opmath_type<scalar_t>;
@@ -378,7 +360,8 @@ std::tuple<at::Tensor, at::Tensor> rebalanced_cross_entropy_cuda(
           cuda::allow_shared_memory(kernel, smem);
           kernel<<<cuda::blocks_for(pixels), cuda::kThreads, smem, stream>>>(
               logits.const_data_ptr<scalar_t>(), lz, ab.const_data_ptr<float>(), lab,
-              c.const_data_ptr<float>(), cw.const_data_ptr<float>(), static_cast<int>(nq), pw, lw,
+              c.const_data_ptr<float>(), cw.const_data_ptr<float>(), static_cast<int>(nq), lut->view(),
+              pw, lw,
               static_cast<int>(k), inv_two_sigma2, static_cast<acc_t>(scale), pixels,
               loss_px.mutable_data_ptr<acc_t>(),
               compute_grad ? grad.mutable_data_ptr<scalar_t>() : nullptr, lg);
@@ -393,14 +376,14 @@ std::tuple<at::Tensor, at::Tensor> rebalanced_cross_entropy_cuda(
             kernel<<<grid, block, smem, stream>>>(
                 logits.const_data_ptr<scalar_t>(), lz, ab.const_data_ptr<float>(), lab,
                 c.const_data_ptr<float>(), cw.const_data_ptr<float>(), static_cast<int>(nq),
-                pw, lw, static_cast<int>(k), inv_two_sigma2, static_cast<float>(scale), pixels,
+                lut->view(), pw, lw, static_cast<int>(k), inv_two_sigma2, static_cast<float>(scale), pixels,
                 loss_px.mutable_data_ptr<float>(),
                 compute_grad ? grad.mutable_data_ptr<scalar_t>() : nullptr, lg);
             C10_CUDA_KERNEL_LAUNCH_CHECK();
           };
           cuda::with_capacity(k, [&](auto cap) {
             constexpr int Cap = decltype(cap)::value;
-            if (plan.kind == CrossEntropyPlan::kTile) {
+            if (plan.kind == LaunchPlan::kTile) {
               const size_t smem = (2 * nq + 2 * 32 * plan.warps + 2 * 32 * plan.warps * k) * sizeof(float);
               const dim3 grid(static_cast<unsigned>((pixels + 31) / 32)), block(32, plan.warps);
               if (plan.rows == 8)

@@ -7,13 +7,13 @@
 namespace fastcolor {
 namespace {
 
-// One thread per pixel: the k nearest bins by a scan of every bin (shared
-// memory, broadcast), then zeros written in a coalesced pass over q and the k
+// One thread per pixel: the k nearest bins among its cell's candidates (the
+// codebook's lookup table; centres in shared memory), then zeros written in a coalesced pass over q and the k
 // weights over them (the same thread, so in order).
 template <int Cap>
 __global__ void __launch_bounds__(cuda::kThreads)
     soft_encode_kernel(const float* __restrict__ ab, PixelLayout l,
-                       const float* __restrict__ centres, int nq, int k,
+                       const float* __restrict__ centres, int nq, LookupView lut, int k,
                        float inv_two_sigma2, int64_t pixels, float* __restrict__ out) {
   extern __shared__ float smem[];
   float* ca = smem;
@@ -28,7 +28,7 @@ __global__ void __launch_bounds__(cuda::kThreads)
       continue;
     }
     KNearestT<Cap> nn(k);
-    for (int q = 0; q < nq; ++q) nn.push(sqdist(a, b, ca[q], cb[q]), q);
+    lookup_push(nn, lut, a, b, ca, cb);
     const float norm = gaussian_normaliser(nn, inv_two_sigma2);
     for (int q = 0; q < nq; ++q) px[q * l.hw] = 0.f;
     FC_UNROLL
@@ -52,11 +52,12 @@ at::Tensor soft_encode_cuda(const at::Tensor& ab, const at::Tensor& centres, int
   const at::Tensor c = centres.contiguous();
   const size_t smem = 2 * nq * sizeof(float);
   const float inv_two_sigma2 = static_cast<float>(0.5 / (sigma * sigma));
+  const auto lut = lookup_table(c, k);
   cuda::with_capacity(k, [&](auto cap) {
     soft_encode_kernel<decltype(cap)::value>
         <<<cuda::blocks_for(pixels), cuda::kThreads, smem, c10::cuda::getCurrentCUDAStream()>>>(
             ab.const_data_ptr<float>(), pixel_layout(ab), c.const_data_ptr<float>(),
-            static_cast<int>(nq), static_cast<int>(k), inv_two_sigma2, pixels,
+            static_cast<int>(nq), lut->view(), static_cast<int>(k), inv_two_sigma2, pixels,
             out.mutable_data_ptr<float>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });

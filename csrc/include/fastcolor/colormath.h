@@ -23,8 +23,12 @@ namespace fastcolor {
 
 // Largest k accepted by soft_encode and rebalanced_cross_entropy. The k nearest
 // bins live in registers (CUDA) or on the stack (CPU), indexed only by
-// compile-time constants.
-constexpr int kMaxK = 16;
+// compile-time constants. The value is defined once, in fastcolor/ops/limits.py;
+// setup.py passes it as -DFASTCOLOR_MAX_K.
+#ifndef FASTCOLOR_MAX_K
+#error "FASTCOLOR_MAX_K is not defined: setup.py passes it from fastcolor/ops/limits.py"
+#endif
+constexpr int kMaxK = FASTCOLOR_MAX_K;
 
 FC_HD bool finite2(float a, float b) {
   return std::isfinite(a) && std::isfinite(b);

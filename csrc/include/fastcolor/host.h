@@ -22,7 +22,11 @@ namespace fastcolor {
 
 // Bins live in shared memory on the GPU (a few floats each); this bound keeps
 // them well inside it on every supported card. Both back ends enforce it.
-constexpr int64_t kMaxBins = 4096;
+// Defined once, in fastcolor/ops/limits.py (setup.py: -DFASTCOLOR_MAX_BINS).
+#ifndef FASTCOLOR_MAX_BINS
+#error "FASTCOLOR_MAX_BINS is not defined: setup.py passes it from fastcolor/ops/limits.py"
+#endif
+constexpr int64_t kMaxBins = FASTCOLOR_MAX_BINS;
 
 // The dtype losses and decoded ab are accumulated and returned in.
 inline at::ScalarType opmath_dtype(at::ScalarType st) {
