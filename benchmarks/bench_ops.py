@@ -45,7 +45,7 @@ class Case:
     label: str = ""
     compile: bool = True  # also time torch.compile of the reference
     channels_last: bool = False  # logits in NHWC, as a network emits them
-    reference: bool = True  # also time fastcolor.reference (its dense distances do not fit at 256x256x256)
+    reference: bool = True  # also time fastcolor.ops.reference (its dense distances do not fit at 256x256x256)
     results: dict = field(default_factory=dict)
 
     @property

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from fastcolor import ops, reference
-from fastcolor.codebook import Codebook
+from fastcolor.color.codebook import Codebook
 
 from conftest import DEVICES
 
@@ -150,7 +150,7 @@ def test_loss_equals_reference_on_random_codebooks(device, dtype, gen):
             sigma = 0.1 * spread
             loss, grad = torch.ops.fastcolor.rebalanced_cross_entropy(z, ab, c, wts, None, k, sigma, "none", True)
             zr = z.detach().float().requires_grad_()
-            ref = reference.rebalanced_cross_entropy(zr, ab, c, wts, k, sigma, None, "none")
+            ref = reference.rebalanced_cross_entropy(zr, ab, c, wts, k=k, sigma=sigma, reduction="none")
             (ref_grad,) = torch.autograd.grad(ref.sum(), zr)
             tol = 1e-4 if dtype == torch.float32 else 2e-2
             torch.testing.assert_close(loss, ref.detach(), rtol=tol, atol=tol), (name, k)

@@ -222,3 +222,30 @@ def test_float16_mean_gradient_survives_a_gradient_scaler(gen, zhang_centres, zh
         lost = ((g == 0) & nonzero).float().mean().item()
         error = ((g - exact).norm() / exact.norm()).item()
         assert lost < 0.05 and error < 2e-3, (backend, lost, error)
+
+
+@pytest.mark.parametrize("value", [1e38, -3e38, 1e7, -1e7, 0.0])
+def test_loss_of_equal_logits_is_log_q_whatever_their_size(value, gen, zhang_centres, zhang_weights):
+    """A logsumexp is shift-invariant: logits all equal to any finite value give
+    the uniform distribution, -sum t log(1/Q) = log Q per pixel (times w)."""
+    ab = (torch.rand(2, 2, 3, 4, generator=gen) - 0.5) * 160
+    z = torch.full((2, 313, 3, 4), value)
+    w = zhang_weights[ops.nearest_bin(ab, zhang_centres)]
+    for backend in BACKENDS:
+        loss = ops.rebalanced_cross_entropy(z, ab, zhang_centres, zhang_weights, reduction="none", backend=backend)
+        torch.testing.assert_close(loss, w * float(np.log(313)), rtol=1e-5, atol=0)
+
+
+@pytest.mark.parametrize("offset", [1e3, 1e5, 1e7, -1e7])
+def test_loss_error_does_not_grow_with_an_offset(offset, gen, zhang_centres, zhang_weights):
+    """The float32 kernels against the float64 reference of the same float32
+    logits, offset by a constant: the error stays at float32 rounding of the
+    loss (it grew like |offset| * eps with lse * sum t - sum t z)."""
+    ab = (torch.rand(2, 2, 4, 4, generator=gen) - 0.5) * 160
+    z = torch.randn(2, 313, 4, 4, generator=gen) * 3 + offset
+    exact = ops.rebalanced_cross_entropy(z.double(), ab, zhang_centres, zhang_weights, reduction="none",
+                                         backend="reference")
+    for backend in BACKENDS:
+        loss = ops.rebalanced_cross_entropy(z, ab, zhang_centres, zhang_weights, reduction="none", backend=backend)
+        assert (loss >= 0).all()
+        torch.testing.assert_close(loss.double(), exact, rtol=1e-5, atol=1e-5)

@@ -50,7 +50,7 @@ void scale_rows(T* __restrict rows, int64_t rs, const T* __restrict scale, int64
 // place for NCHW float32/float64, else gathered).
 // Per pixel, the k nearest bins of its ab give the soft target t (never
 // stored densely). Across the tile's lanes: log-sum-exp, the loss
-// w * (lse * sum_j t_j - sum_j t_j z_j) and, when asked, the gradient
+// w * (log(s) sum_j t_j + sum_j t_j (m - z_j)) (shift-invariant) and, when asked, the gradient
 // scale * w * (softmax(z) - t), formed in acc_t and rounded once on the store.
 template <typename scalar_t>
 void cross_entropy_cpu_kernel(const at::Tensor& logits, const at::Tensor& ab,
@@ -88,11 +88,10 @@ void cross_entropy_cpu_kernel(const at::Tensor& logits, const at::Tensor& ab,
       int32_t tgt_idx[T][kMaxK];
       acc_t tgt_w[T][kMaxK];
       int ntgt[T];
-      acc_t w[T], tdot[T], tsum[T];
+      acc_t w[T], tsum[T];
       for (int64_t t = 0; t < T; ++t) {
         ntgt[t] = 0;
         w[t] = 0;
-        tdot[t] = 0;
         tsum[t] = 0;
         if (t >= cnt) continue;
         const int64_t off = lab.offset(p0 + t);
@@ -110,7 +109,6 @@ void cross_entropy_cpu_kernel(const at::Tensor& logits, const at::Tensor& ab,
               static_cast<acc_t>(gaussian_weight(nn.d[j], nn.d[0], inv_two_sigma2) / norm);
           tgt_idx[t][j] = nn.idx[j];
           tgt_w[t][j] = tj;
-          tdot[t] += tj * zt[nn.idx[j] * rs + t];
           tsum[t] += tj;
         }
         w[t] = static_cast<acc_t>(class_w[nn.idx[0]]) *
@@ -135,8 +133,14 @@ void cross_entropy_cpu_kernel(const at::Tensor& logits, const at::Tensor& ab,
       acc_t m[T], s[T];
       cpu::tile_max(zt, rs, nq, m);
       exp_rows(zt, rs, m, gt, gs, nq, s, g_dst != nullptr);
-      for (int64_t t = 0; t < cnt; ++t)
-        loss_dst[p0 + t] = w[t] * ((m[t] + std::log(s[t])) * tsum[t] - tdot[t]);
+      // -sum_j t_j log softmax(z)_j = log(s) sum_j t_j + sum_j t_j (m - z_j):
+      // every term is >= 0 and none grows with a shift of all the logits, so
+      // huge logits (1e38) cannot cancel (lse * tsum - tdot did, past |z| ~ 1e8).
+      for (int64_t t = 0; t < cnt; ++t) {
+        acc_t shift = 0;
+        for (int j = 0; j < ntgt[t]; ++j) shift += tgt_w[t][j] * (m[t] - zt[tgt_idx[t][j] * rs + t]);
+        loss_dst[p0 + t] = w[t] * (std::log(s[t]) * tsum[t] + shift);
+      }
 
       if (g_dst) {
         acc_t pscale[T];

@@ -19,7 +19,7 @@ namespace {
 // hold in registers): one thread per pixel. The k nearest bins of its ab (from
 // its cell's candidates in the lookup table; kept in registers) define the
 // soft target t, never stored. One pass over the logits gives the online
-// log-sum-exp; the loss is w * (lse * sum_j t_j - sum_j t_j z_j). With grad,
+// log-sum-exp; the loss is w * (log(s) sum_j t_j + sum_j t_j (m - z_j)). With grad,
 // a second pass writes scale * w * (softmax(z) - t), formed in acc_t and
 // rounded once, the target term found by re-testing each bin's rank.
 template <typename scalar_t, int Cap>
@@ -53,16 +53,6 @@ __global__ void __launch_bounds__(cuda::kThreads) cross_entropy_generic_kernel(
     const float norm = gaussian_normaliser(nn, inv_two_sigma2);
     const acc_t w = static_cast<acc_t>(cw[nn.idx[0]]) *
                     (pixel_w ? static_cast<acc_t>(pixel_w[lw.offset(p)]) : acc_t(1));
-    acc_t tdot = 0, tsum = 0;
-    FC_UNROLL
-    for (int j = 0; j < Cap; ++j) {
-      if (j < k) {
-        const acc_t tj =
-            static_cast<acc_t>(gaussian_weight(nn.d[j], nn.d[0], inv_two_sigma2) / norm);
-        tdot += tj * static_cast<acc_t>(zp[nn.idx[j] * lz.s_c]);
-        tsum += tj;
-      }
-    }
     // Online softmax from the lowest finite value, so -inf logits add 0.
     acc_t m = -std::numeric_limits<acc_t>::max(), s = 0;
     for (int q = 0; q < nq; ++q) {
@@ -74,7 +64,19 @@ __global__ void __launch_bounds__(cuda::kThreads) cross_entropy_generic_kernel(
         s += cuda::exp_acc(z - m);  // NaN z makes s NaN
       }
     }
-    loss[p] = w * ((m + log(s)) * tsum - tdot);
+    // -sum_j t_j log softmax_j = log(s) sum_j t_j + sum_j t_j (m - z_j): every
+    // term >= 0, none growing with a common shift of the logits.
+    acc_t shift = 0, tsum = 0;
+    FC_UNROLL
+    for (int j = 0; j < Cap; ++j) {
+      if (j < k) {
+        const acc_t tj =
+            static_cast<acc_t>(gaussian_weight(nn.d[j], nn.d[0], inv_two_sigma2) / norm);
+        shift += tj * (m - static_cast<acc_t>(zp[nn.idx[j] * lz.s_c]));
+        tsum += tj;
+      }
+    }
+    loss[p] = w * (log(s) * tsum + shift);
     if (gp) {
       const acc_t coef = scale * w;
       const acc_t pscale = coef / s;
@@ -93,7 +95,8 @@ __global__ void __launch_bounds__(cuda::kThreads) cross_entropy_generic_kernel(
 
 // Finishes one pixel once its k nearest bins (nn, with the normaliser of
 // their Gaussian weights) and its log-sum-exp (m, s) are known: the loss
-// w * (lse * sum_j t_j - sum_j t_j z_j) from the k selected logits (read
+// w * (log(s) sum_j t_j + sum_j t_j (m - z_j)) (shift-invariant: no
+// cancellation for huge logits) from the k selected logits (read
 // again: they were just read, so from cache), and, with grad, the k selected
 // entries of the gradient rewritten as scale * w * (softmax - t), formed in
 // float32 and rounded once (the bf16-safe target term). The caller has
@@ -108,22 +111,21 @@ __device__ __forceinline__ float finish_pixel(const KNearestT<Cap>& nn, float w,
                                               float scale) {
   if (!(w == w)) return NAN;
   const float norm = gaussian_normaliser(nn, inv_two_sigma2);
-  const float lse = m + logf(s);
   const float coef = scale * w;
   float z[Cap];
   FC_UNROLL
   for (int j = 0; j < Cap; ++j) z[j] = j < k ? static_cast<float>(zp[nn.idx[j] * zs]) : 0.f;
-  float tdot = 0.f, tsum = 0.f;
+  float shift = 0.f, tsum = 0.f;
   FC_UNROLL
   for (int j = 0; j < Cap; ++j) {
     if (j < k) {
       const float t = gaussian_weight(nn.d[j], nn.d[0], inv_two_sigma2) / norm;
-      tdot += t * z[j];
+      shift += t * (m - z[j]);
       tsum += t;
       if (gp) gp[nn.idx[j] * gs] = static_cast<scalar_t>(coef * (__expf(z[j] - m) / s - t));
     }
   }
-  return w * (lse * tsum - tdot);
+  return w * (logf(s) * tsum + shift);
 }
 
 // Tiled kernel for logits whose pixels are adjacent in memory (NCHW and
