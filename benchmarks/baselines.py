@@ -1,7 +1,8 @@
 """The fastest pure-PyTorch formulations a user would write (the benchmarks'
 "cdist" column): torch.cdist, then argmin (nearest bin), torch.bincount
 (histogram, in chunks of pixels so that the distance matrix fits in memory)
-or topk, Gaussian, scatter and log_softmax (soft encoding, the loss).
+or topk, Gaussian, scatter and log_softmax (soft encoding, the loss), and for
+the loss with k = 1 argmin and F.cross_entropy (no dense targets at all).
 
 The straightforward PyTorch formulation of the rebalanced loss that the
 design document's GPU anchors (docs/design.md section 6) were measured with: cdist -> topk -> Gaussian ->
@@ -10,6 +11,7 @@ fastcolor.ops.reference (the spec) it does not break distance ties by bin index,
 which makes it about twice as fast; the benchmarks report both."""
 
 import torch
+import torch.nn.functional as F
 
 
 def plain_rebalanced_cross_entropy(logits, ab, centres, class_weights, k=5, sigma=5.0):
@@ -23,6 +25,16 @@ def plain_rebalanced_cross_entropy(logits, ab, centres, class_weights, k=5, sigm
     t = torch.zeros_like(d2).scatter_(1, ik, wk)
     logp = torch.log_softmax(logits.float().permute(0, 2, 3, 1).reshape(-1, q), dim=1)
     return -(class_weights[ik[:, 0]] * (t * logp).sum(1)).mean()
+
+
+def hard_rebalanced_cross_entropy(logits, ab, centres, class_weights):
+    """The k = 1 (one-hot target) loss as a user writes it: cdist + argmin for
+    the target bin, then F.cross_entropy on the (N, Q, H, W) logits, weighted
+    by the target bin's class weight; the mean over pixels. With a single
+    target bin no dense target is needed, so this beats the soft formulation."""
+    n, _, h, w = ab.shape
+    idx = torch.cdist(_pixels(ab), centres).argmin(1).view(n, h, w)
+    return (class_weights[idx] * F.cross_entropy(logits, idx, reduction="none")).mean()
 
 
 def _pixels(ab):
