@@ -5,13 +5,19 @@
     fastcolor data --out photos          (fastcolor.data.photoset: build the training photo set)
     fastcolor train --data photos --out run   (fastcolor.train)
 
-Exit codes: 0 success, 1 when some images could not be read or written (each
-named on one line of stderr, the others still done), 2 on usage errors or a
-missing model.
+Every command runs inside fastcolor.errors.run: an error ends it with one
+line on stderr. Exit codes: 0 success, 1 when some images could not be read
+or written (each named on one line of stderr, the others still done), 2 when
+the command is refused or fails (usage error, a refused output plan, a missing
+model, a full disk, ...), 3 for a bug (the line says where the traceback is;
+fastcolor --debug prints it), 130 when interrupted.
+
+Commands that write files plan their outputs first (fastcolor.outputs): every
+output is named and checked before the network is loaded.
 """
 
 import argparse
-import json
+import errno
 import sys
 from pathlib import Path
 
@@ -19,6 +25,7 @@ import torch
 
 from . import __version__
 from .atomic import write_bytes_atomic
+from .errors import UsageError, run
 from .ops.backend import BACKENDS
 
 __all__ = ["main"]
@@ -27,7 +34,12 @@ PASS_THROUGH = {
     "train": ("fastcolor.train", "train a colorization model (fastcolor train --help)"),
     "data": ("fastcolor.data.photoset.recipe", "build the offline training photo set (fastcolor data --help)"),
 }
+PASS_THROUGH_PARSERS = {  # where each pass-through command builds its argparse parser
+    "train": ("fastcolor.train.config", "build_parser"),
+    "data": ("fastcolor.data.photoset.recipe", "build_parser"),
+}
 C2_DISPLAY_MAX = 10.0  # confidence images show min(C2, 10) / 10
+FATAL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}  # a failed write that ends the command (exit 2)
 
 
 def _error(path, exc):
@@ -42,47 +54,7 @@ def _error(path, exc):
 
 # ------------------------------------------------------------------ colorize
 
-
-def _output_plan(inputs, out, suffix):
-    """([(input path, output path)], [(input, reason)]) for the colorize
-    inputs; the second list names inputs that do not exist or hold no images.
-
-    Files given directly keep their name; files found in a folder keep their
-    path relative to that folder (subfolders mirrored under OUT); glob matches
-    keep their name. The suffix replaces the extension ("same" keeps it).
-    Two inputs that would share an output (a.jpg, a.png) get the input's
-    extension appended to the stem (a_png.png).
-    """
-    from .data.images import find_images
-
-    out = Path(out)
-    plan, taken, missing = [], set(), []
-    for arg in inputs:
-        root = Path(arg)
-        try:
-            found = find_images([arg])
-        except FileNotFoundError:
-            missing.append((arg, "no such file or folder"))
-            continue
-        if not found:
-            missing.append((arg, "no image files found there"))
-        for path in found:
-            path = Path(path)
-            rel = path.relative_to(root) if root.is_dir() else Path(path.name)
-            ext = path.suffix if suffix == "same" else suffix
-            target = out / rel.with_suffix(ext)
-            if target in taken:
-                target = out / rel.with_name(f"{rel.stem}_{path.suffix.lstrip('.').lower()}{ext}")
-            if target in taken:
-                continue  # the same file given twice
-            taken.add(target)
-            plan.append((path, target))
-    return plan, missing
-
-
-def _sidecar(target, tag):
-    """OUT/NAME.ext -> OUT/NAME_tag.png (compare and confidence images)."""
-    return target.with_name(f"{target.stem}_{tag}.png")
+SIDECARS = ("compare", "confidence")
 
 
 def _heat(x):
@@ -90,93 +62,89 @@ def _heat(x):
     return (x.clamp(0, 1) * 255).round().to(torch.uint8)[None].expand(3, -1, -1)
 
 
-def _write_outputs(args, target, result, original_rgb):
+def _write_outputs(args, item, result, original_rgb, keep_alpha=True):
     from .data.images import save_image_atomic
 
-    save_image_atomic(target, result.rgb, alpha=result.alpha)  # dropped by formats without alpha (JPEG)
+    alpha = result.alpha if keep_alpha else None
+    save_image_atomic(item.main, result.rgb, alpha=alpha)  # dropped by formats without alpha (JPEG)
     if args.compare:
         panels = [result.gray_rgb(), result.rgb]
         r, g, b = original_rgb
         if not (torch.equal(r, g) and torch.equal(g, b)):  # a colour input: show the original too
             panels.append(original_rgb)
         strip_alpha = None if result.alpha is None else torch.cat([result.alpha] * len(panels), dim=-1)
-        save_image_atomic(_sidecar(target, "compare"), torch.cat(panels, dim=-1), alpha=strip_alpha)
+        save_image_atomic(item.sidecars["compare"], torch.cat(panels, dim=-1), alpha=strip_alpha)
     if args.confidence:
         c1 = result.confidence_top
         c2 = result.confidence_ratio.clamp(max=C2_DISPLAY_MAX) / C2_DISPLAY_MAX
-        save_image_atomic(_sidecar(target, "confidence"), torch.cat([_heat(c1), _heat(c2)], dim=-1))
+        save_image_atomic(item.sidecars["confidence"], torch.cat([_heat(c1), _heat(c2)], dim=-1))
 
 
 def _load_colorizer(args):
-    """The Colorizer of --model/--device/--backend, or None after one error line."""
+    """The Colorizer of --model/--device/--backend (errors reach the one handler)."""
     from .inference import Colorizer
 
-    try:
-        return Colorizer.load(args.model, device=args.device, backend=args.backend)
-    except (OSError, ValueError) as exc:
-        print(f"fastcolor: error: {exc}", file=sys.stderr)
-        return None
+    return Colorizer.load(args.model, device=args.device, backend=args.backend)
 
 
 def _colorize(args):
     from tqdm.auto import tqdm
 
-    from .data.images import IMAGE_EXTENSIONS, load_image
+    from .data.images import load_image
+    from .outputs import plan_images
 
-    out = Path(args.output)
-    single = (len(args.inputs) == 1 and Path(args.inputs[0]).is_file()
-              and out.suffix.lower() in IMAGE_EXTENSIONS)
-    missing = []
-    if single:
-        plan = [(Path(args.inputs[0]), out)]
-    else:
-        if out.exists() and not out.is_dir():
-            print(f"fastcolor: error: {out} exists and is not a folder (for several inputs -o names a folder)",
-                  file=sys.stderr)
-            return 2
-        plan, missing = _output_plan(args.inputs, out, args.suffix)
-    for arg, reason in missing:
+    # The plan first: every output named and checked before the network is loaded.
+    sidecars = [tag for tag in SIDECARS if getattr(args, tag)]
+    plan = plan_images(args.inputs, args.output, args.suffix, sidecars=sidecars)
+    for arg, reason in plan.missing:
         _error(arg, reason)
-    if not plan:
+    if not plan.items:
         return 2
-    overwrites = [src for src, dst in plan if dst.exists() and dst.resolve() == src.resolve()]
-    if overwrites:
-        print(f"fastcolor: error: refusing to overwrite the input {overwrites[0]} (choose another -o or --suffix)",
+    for source, natural, given in plan.renamed:
+        print(f"fastcolor colorize: {source} -> {given} ({natural.name} is another input's output)",
               file=sys.stderr)
-        return 2
     colorizer = _load_colorizer(args)
-    if colorizer is None:
-        return 2
+    if args.confidence and colorizer.loss == "l2":
+        raise UsageError(f"--confidence needs a classification model; {args.model or 'this model'} "
+                         "regresses chroma (loss='l2'): leave out --confidence")
+    items = plan.items
+    print(f"fastcolor colorize: {len(items)} images -> {plan.out}", file=sys.stderr, flush=True)
 
     failed = 0
-    bar = tqdm(total=len(plan), desc="colorize", unit="img", disable=None)
-    for start in range(0, len(plan), args.batch_size):
+    bar = tqdm(total=len(items), desc="colorize", unit="img", disable=None)
+    for start in range(0, len(items), args.batch_size):
         chunk, loaded = [], []
-        for src, dst in plan[start:start + args.batch_size]:
+        for item in items[start:start + args.batch_size]:
             try:
-                rgb, alpha = load_image(src)
+                rgb, alpha = load_image(item.source)
             except (OSError, ValueError) as exc:
-                _error(src, exc)
+                _error(item.source, exc)
                 failed += 1
                 bar.update(1)
                 continue
-            chunk.append((src, dst, rgb))
+            chunk.append((item, rgb))
             loaded.append(rgb if alpha is None else torch.cat([rgb, alpha]))
         if not loaded:
             continue
         results = colorizer.colorize_batch(loaded, batch_size=len(loaded), temperature=args.temperature,
                                            return_confidence=args.confidence)
-        for (src, dst, rgb), result in zip(chunk, results):
+        for (item, rgb), result in zip(chunk, results):
             try:
-                _write_outputs(args, dst, result, rgb)
-            except (OSError, ValueError) as exc:
-                _error(dst, exc)
+                _write_outputs(args, item, result, rgb, keep_alpha=plan.alpha)
+            except OSError as exc:
+                if exc.errno in FATAL_ERRNOS:  # every later write would fail alike
+                    raise
+                _error(item.main, exc)
+                failed += 1
+            except ValueError as exc:
+                _error(item.main, exc)
                 failed += 1
             bar.update(1)
     bar.close()
-    if failed or missing:
-        print(f"fastcolor: {failed} of {len(plan)} images failed, {len(missing)} inputs missing", file=sys.stderr)
-    return 1 if failed or missing else 0
+    if failed or plan.missing:
+        print(f"fastcolor: {failed} of {len(items)} images failed, {len(plan.missing)} inputs missing",
+              file=sys.stderr)
+    return 1 if failed or plan.missing else 0
 
 
 # ------------------------------------------------------------------ demo
@@ -207,18 +175,16 @@ def _demo_rows(colorizer, temperature, height):
 
 def _demo(args):
     from .data.images import save_image_atomic
+    from .outputs import check_output_file
 
+    out = check_output_file(args.output, "demo image", suffix_format=True)
     try:
         import skimage.data  # noqa: F401
     except ImportError:
-        print("fastcolor: error: the demo colorizes scikit-image's sample photos; install scikit-image "
-              "(pip install scikit-image) or run 'fastcolor colorize PHOTO -o OUT --compare'", file=sys.stderr)
-        return 2
+        raise UsageError("the demo colorizes scikit-image's sample photos; install scikit-image "
+                         "(pip install scikit-image) or run 'fastcolor colorize PHOTO -o OUT --compare'") from None
     colorizer = _load_colorizer(args)
-    if colorizer is None:
-        return 2
     grid = _demo_rows(colorizer, args.temperature, args.height)
-    out = Path(args.output)
     save_image_atomic(out, grid)
     print(f"fastcolor: wrote {out.resolve()} ({len(DEMO_PHOTOS)} photos never seen in training; "
           "columns: input as gray | fastcolor | original)")
@@ -229,48 +195,58 @@ def _demo(args):
 
 
 def _evaluate(args):
-    from .evaluation import evaluate, format_table
+    from .data.images import find_images
+    from .evaluation import evaluate, format_table, report_json
 
-    try:
-        report = evaluate(args.model, args.data, args.temperature, args.max_images, args.size, args.prior,
-                          args.batch_size, args.device, args.backend, on_skip=_error)
-    except (OSError, ValueError) as exc:
-        print(f"fastcolor: error: {exc}", file=sys.stderr)
-        return 2
+    if args.json:  # checked before the evaluation, not after it
+        from .outputs import check_output_file
+
+        check_output_file(args.json, "JSON file", inputs=find_images([args.data]))
+    report = evaluate(args.model, args.data, args.temperature, args.max_images, args.size, args.prior,
+                      args.batch_size, args.device, args.backend, on_skip=_error)
     print(f"{report['images']} images of {args.data} at {args.size}x{args.size}, T={report['temperature']:g}, "
           f"prior={report['prior']}")
     print(format_table(report))
     if args.json:
-        _write_json(Path(args.json), report)
+        write_bytes_atomic(Path(args.json), report_json(report).encode())
     return 1 if report["skipped"] else 0
-
-
-def _write_json(path, obj):
-    write_bytes_atomic(path, (json.dumps(obj, indent=2) + "\n").encode())
 
 
 # ------------------------------------------------------------------ parser
 
 
 def _temperature(text):
-    t = float(text)
+    try:
+        t = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"temperature must be a number >= 0, got {text!r}") from None
     if not 0 <= t < float("inf"):
         raise argparse.ArgumentTypeError(f"temperature must be a finite number >= 0, got {text}")
     return t
 
 
 def _positive(text):
-    n = int(text)
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
     if n < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return n
 
 
 def _suffix(text):
+    """An output extension Pillow can write ('.png', 'jpg', ...) or 'same'."""
+    from .outputs import check_image_format
+
     if text == "same":
         return text
-    text = text if text.startswith(".") else "." + text
-    return text.lower()
+    text = (text if text.startswith(".") else "." + text).lower()
+    try:
+        check_image_format(text)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def _model_options(p):
@@ -295,6 +271,9 @@ def build_parser():
                     "on fused CUDA/C++ kernels.",
     )
     parser.add_argument("--version", action="version", version=f"fastcolor {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="print the traceback of an error (before the command: fastcolor --debug colorize ...; "
+                             "also FASTCOLOR_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser(
@@ -346,18 +325,50 @@ def build_parser():
     return parser
 
 
-def main(argv=None):
-    """Run the fastcolor command line; returns the exit code."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+def _run_command(argv):
     if argv and argv[0] in PASS_THROUGH:
         import importlib
 
         module = importlib.import_module(PASS_THROUGH[argv[0]][0])
-        code = module.main(argv[1:])
-        return 0 if code is None else int(code)
+        return module.main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
     return {"colorize": _colorize, "evaluate": _evaluate, "demo": _demo}[args.command](args)
+
+
+def main(argv=None):
+    """Run the fastcolor command line; returns the exit code (0 done, 1 some
+    inputs failed, 2 refused or failed with one error line, 3 a bug, 130
+    interrupted: fastcolor.errors). Global option before the command:
+    --debug (tracebacks on stderr)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = None
+    while argv and argv[0] == "--debug":
+        debug = True
+        argv.pop(0)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    prog = f"fastcolor {command}" if command in _commands() else "fastcolor"
+    return run(_run_command, argv, prog, debug=debug)
+
+
+def _commands():
+    return {"colorize", "evaluate", "demo", *PASS_THROUGH}
+
+
+def command_parsers():
+    """{command: its argparse parser} for every command build_parser registers
+    (the pass-through ones from their own modules): what the tests feed bad
+    input to, so that a command added later is covered too."""
+    import importlib
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    parsers = {}
+    for name, parser in sub.choices.items():
+        if name in PASS_THROUGH:
+            module, function = PASS_THROUGH_PARSERS[name]
+            parser = getattr(importlib.import_module(module), function)()
+        parsers[name] = parser
+    return parsers

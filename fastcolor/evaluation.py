@@ -25,7 +25,8 @@ and YUV and the paper's numbers compare (docs/design.md, section 2.10):
   rg = R - G, yb = (R + G) / 2 - B on the 0..255 scale, of the predictions;
   ``colourfulness_true``: the same of the true photos.
 * ``psnr``: the mean over images of 10 log10(1 / MSE), MSE over the RGB
-  channels and pixels, data range 1 (inf for an exact image).
+  channels and pixels, data range 1 (inf for an exact image: printed as
+  "inf", null in ``report_json``, as JSON has no infinity).
 
 ``evaluate`` resizes every photo so that its shorter side is ``size`` and
 crops the centre size x size (``square_crop``), stores it as uint8,
@@ -44,7 +45,7 @@ from .color.prior import estimate_prior, imagenet_prior
 from .data.images import find_images, read_image, to_float, to_uint8
 from .data.transforms import centre_crop, resize
 
-__all__ = ["COLUMNS", "Scorer", "evaluate", "format_table", "photo_prior", "score", "square_crop"]
+__all__ = ["COLUMNS", "Scorer", "evaluate", "format_table", "photo_prior", "report_json", "score", "square_crop"]
 
 SCORES = ("auc", "auc_rebalanced", "colourfulness", "colourfulness_true", "psnr")
 COLUMNS = (("auc", "AuC %"), ("auc_rebalanced", "rebal. AuC %"), ("colourfulness", "colourfulness"),
@@ -187,3 +188,21 @@ def format_table(report):
              for r in [header, *rows]]
     lines.insert(1, "-" * len(lines[0]))
     return "\n".join(lines)
+
+
+def _finite_or_none(obj):
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite_or_none(v) for v in obj]
+    return obj
+
+
+def report_json(report):
+    """The evaluate report as JSON text (strict JSON: a number that is not
+    finite, such as the PSNR of photos reproduced exactly, is null)."""
+    import json
+
+    return json.dumps(_finite_or_none(report), indent=2, allow_nan=False) + "\n"

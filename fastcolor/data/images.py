@@ -307,7 +307,7 @@ def _has_magic(pattern: str) -> bool:
     return any(c in pattern for c in "*?[")
 
 
-def find_images(inputs) -> list[Path]:
+def find_images(inputs, exclude=()) -> list[Path]:
     """Sorted, de-duplicated image paths from files, folders and glob patterns.
 
     ``inputs``: one path/pattern or a list of them. A file is taken as it is
@@ -317,14 +317,26 @@ def find_images(inputs) -> list[Path]:
     files it matches, and folders it matches are searched as above. A plain path
     that does not exist raises FileNotFoundError; a pattern that matches
     nothing contributes nothing.
+
+    ``exclude``: folders (e.g. a command's output folder) whose contents
+    folder searches and glob matches never return; files given by name are
+    still taken.
     """
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
     found: set[Path] = set()
+    excluded = [os.path.realpath(e) for e in ([exclude] if isinstance(exclude, (str, os.PathLike)) else exclude)]
+
+    def is_excluded(path) -> bool:
+        real = os.path.realpath(path)
+        return any(real == e or real.startswith(e.rstrip(os.sep) + os.sep) for e in excluded)
 
     def add_folder(folder: Path):
+        if excluded and is_excluded(folder):
+            return
         for dirpath, dirnames, filenames in os.walk(folder):
-            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")
+                           and not (excluded and is_excluded(os.path.join(dirpath, d)))]
             for name in filenames:
                 if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS:
                     found.add(Path(dirpath) / name)
@@ -341,7 +353,7 @@ def find_images(inputs) -> list[Path]:
                 m = Path(match)
                 if m.is_dir():
                     add_folder(m)
-                elif m.is_file() and m.suffix.lower() in IMAGE_EXTENSIONS:
+                elif m.is_file() and m.suffix.lower() in IMAGE_EXTENSIONS and not (excluded and is_excluded(m)):
                     found.add(m)
         else:
             raise FileNotFoundError(f"no such image file or folder: {item}")

@@ -2,7 +2,8 @@
 
 import sys
 
+from ..errors import run
 from . import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main, None, "fastcolor train"))

