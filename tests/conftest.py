@@ -44,3 +44,19 @@ def zhang_weights():
     from fastcolor import imagenet_prior, rebalance_weights
 
     return rebalance_weights(imagenet_prior(), 0.5)
+
+
+@pytest.fixture(scope="session")
+def model_file(tmp_path_factory):
+    """A tiny untrained ECCV16 (width 0.125, zhang313, input size 64) as a
+    model file, with a random bias on its head so that it predicts colour."""
+    from fastcolor import Codebook
+    from fastcolor.models import build_model, save_model
+
+    torch.manual_seed(7)
+    model = build_model("eccv16", 313, width=0.125)
+    with torch.no_grad():
+        model.head.bias.normal_(0, 2.0)
+    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
+    save_model(path, model, Codebook.zhang313(), {"input_size": 64, "temperature": 0.38})
+    return path

@@ -15,18 +15,6 @@ from fastcolor.cli import main
 from fastcolor.color import rgb_to_lab
 from fastcolor.inference import Colorizer
 from fastcolor.metrics import ab_accuracy_auc, colourfulness, rebalanced_pixel_weights
-from fastcolor.models import build_model, save_model
-
-
-@pytest.fixture(scope="module")
-def model_file(tmp_path_factory):
-    torch.manual_seed(7)
-    model = build_model("eccv16", 313, width=0.125)
-    with torch.no_grad():
-        model.head.bias.normal_(0, 2.0)
-    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
-    save_model(path, model, Codebook.zhang313(), {"input_size": 64, "temperature": 0.38})
-    return path
 
 
 def _photo(gen, h, w):

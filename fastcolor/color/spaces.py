@@ -77,27 +77,11 @@ class ColorSpace:
         return (light - self.light_offset) / self.light_scale
 
 
-LAB = ColorSpace(
-    name="lab",
-    light_offset=50.0,
-    light_scale=100.0,
-    gray_threshold=5.0,
-    default_grid=(((-110.0, 110.0), (-110.0, 110.0)), (22, 22)),
-    regression_scale=100.0,
-    _forward=rgb_to_lab,
-    _inverse=lab_to_rgb,
-)
-
-YUV = ColorSpace(
-    name="yuv",
-    light_offset=0.5,
-    light_scale=1.0,
-    gray_threshold=0.02,
-    default_grid=(((-0.45, 0.45), (-0.65, 0.65)), (10, 10)),
-    regression_scale=1.0,
-    _forward=rgb_to_yuv,
-    _inverse=yuv_to_rgb,
-)
+# name, lightness offset and scale, gray threshold, default grid, regression scale, conversions
+LAB = ColorSpace("lab", 50.0, 100.0, 5.0, (((-110.0, 110.0), (-110.0, 110.0)), (22, 22)), 100.0,
+                 rgb_to_lab, lab_to_rgb)
+YUV = ColorSpace("yuv", 0.5, 1.0, 0.02, (((-0.45, 0.45), (-0.65, 0.65)), (10, 10)), 1.0,
+                 rgb_to_yuv, yuv_to_rgb)
 
 SPACES = {space.name: space for space in (LAB, YUV)}
 
