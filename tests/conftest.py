@@ -60,3 +60,20 @@ def model_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
     save_model(path, model, Codebook.zhang313(), {"input_size": 64, "temperature": 0.38})
     return path
+
+
+@pytest.fixture
+def full_disk(monkeypatch):
+    """safetensors writes fail half-way, as on a full disk: a partial file is
+    left where the writer was writing, then OSError(ENOSPC)."""
+    import errno
+
+    import safetensors.torch
+
+    def broken_save(tensors, filename, metadata=None):
+        with open(filename, "wb") as f:
+            f.write(b"\x08\x00\x00\x00half a file")
+        raise OSError(errno.ENOSPC, "No space left on device (disk full)")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", broken_save)
+    return monkeypatch

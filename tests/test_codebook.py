@@ -240,17 +240,12 @@ def test_save_load_round_trip(tmp_path):
     assert os.listdir(tmp_path) == ["cb.safetensors"]
 
 
-def test_save_is_atomic(tmp_path, monkeypatch):
+def test_save_is_atomic(tmp_path, request):
     path = tmp_path / "cb.safetensors"
     old = Codebook.zhang313()
     old.save(path)
 
-    def broken_save(tensors, filename, metadata=None):
-        with open(filename, "wb") as f:
-            f.write(b"\x08\x00\x00\x00partial")
-        raise OSError("disk full")
-
-    monkeypatch.setattr(safetensors.torch, "save_file", broken_save)
+    request.getfixturevalue("full_disk")
     with pytest.raises(OSError, match="disk full"):
         Codebook(torch.zeros(2, 2)).save(path)
     assert Codebook.load(path) == old

@@ -254,7 +254,7 @@ def test_load_model_rejects_other_files(tmp_path, gen):
         load_model(bad)
 
 
-def test_save_is_atomic(tmp_path, gen, monkeypatch):
+def test_save_is_atomic(tmp_path, gen, request):
     seeded(gen)
     codebook = small_codebook(gen, 16)
     old = ColorUNet(16, width=0.25)
@@ -262,17 +262,12 @@ def test_save_is_atomic(tmp_path, gen, monkeypatch):
     save_model(path, old, codebook, {"version": "old"})
     before = path.read_bytes()
 
-    def broken_save(tensors, filename, metadata=None):
-        with open(filename, "wb") as f:
-            f.write(b"half a file")
-        raise OSError("disk full")
-
-    monkeypatch.setattr(safetensors.torch, "save_file", broken_save)
+    full_disk = request.getfixturevalue("full_disk")
     with pytest.raises(OSError, match="disk full"):
         save_model(path, ColorUNet(16, width=0.25), codebook, {"version": "new"})
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["model.safetensors"]  # no temporary file left behind
-    monkeypatch.undo()
+    full_disk.undo()
     model, _, meta = load_model(path)
     assert meta == {"version": "old"}
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), old.state_dict().values()))
