@@ -167,6 +167,8 @@ class Colorizer:
         self.meta = meta
         self.autocast = bool(autocast)
         self.temperature = float(meta.get("temperature", DEFAULT_TEMPERATURE))
+        if not 0 <= self.temperature < float("inf"):
+            raise ValueError(f"the model's temperature must be a finite number >= 0, got {self.temperature}")
         self.input_size = int(meta.get("input_size", DEFAULT_INPUT_SIZE))
         if self.input_size < 8:
             raise ValueError(f"input_size must be at least 8, got {self.input_size}")
@@ -214,7 +216,9 @@ class Colorizer:
     def colorize_batch(self, images, batch_size=8, temperature=None, return_confidence=False, progress=False):
         """Colorize many images of any sizes; the network sees them resized to
         input_size x input_size and stacked batch_size at a time. Returns a
-        list of ColorizeResult in the input order."""
+        list of ColorizeResult in the input order. FloatingPointError when the
+        network's output (or its chroma) is not finite: an error, never a black
+        image."""
         if isinstance(images, torch.Tensor) and images.dim() == 4:
             images = list(images)
         images = list(images)
@@ -252,6 +256,11 @@ class Colorizer:
             chroma_small = out[:, :2] * self.regression_scale
         else:
             chroma_small = self.decoder(out, temperature=t)
+        # Finite or refuse, one check (one sync) per batch: NaN/inf would come out as a black image.
+        if not (torch.isfinite(out).all() & torch.isfinite(chroma_small).all()):
+            raise FloatingPointError(
+                f"the network's output holds NaN/inf values (model {self.path or type(self.model).__name__}); "
+                "its weights are not usable (a diverged run or a damaged file?)")
         if return_confidence:
             probs = torch.softmax(out, dim=1)
             top = probs.topk(min(2, probs.shape[1]), dim=1).values

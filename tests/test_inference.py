@@ -240,6 +240,36 @@ def test_bad_inputs(colorizers):
         c.colorize(__file__)
 
 
+def test_a_non_finite_prediction_is_an_error_not_a_black_image(colorizers, gen):
+    """A network whose output holds NaN/inf (weights that overflow) raises instead of returning black."""
+    c = colorizers["unet"]
+    model = build_model("colorunet", 32, width=0.25)
+    with torch.no_grad():
+        model.head.bias[5] = float("nan")
+    broken = Colorizer(model, c.codebook, {"input_size": 32}, device="cpu")
+    with pytest.raises(FloatingPointError, match="the network's output holds NaN/inf values"):
+        broken.colorize(_smooth_image(gen, 20, 24))
+    with torch.no_grad():
+        model.head.bias.fill_(3e38)
+        model.head.weight.fill_(3e38)  # finite weights, an overflowing output
+    with pytest.raises(FloatingPointError, match="NaN/inf"):
+        broken.colorize_batch([_smooth_image(gen, 20, 24)] * 2)
+    l2_model = build_model("colorunet", 2, width=0.25)
+    with torch.no_grad():
+        l2_model.head.weight.zero_()
+        l2_model.head.bias.fill_(1e37)  # a finite output, chroma = 100 x output overflows
+    l2 = Colorizer(l2_model, None, {"input_size": 32, "regression": Regression("lab")}, device="cpu")
+    with pytest.raises(FloatingPointError, match="NaN/inf"):
+        l2.colorize(_smooth_image(gen, 20, 24))
+
+
+@pytest.mark.parametrize("temperature", [-1.0, float("nan"), float("inf")])
+def test_a_model_with_a_bad_temperature_is_refused(colorizers, temperature):
+    with pytest.raises(ValueError, match="temperature must be a finite number >= 0"):
+        Colorizer(build_model("colorunet", 32, width=0.25), colorizers["unet"].codebook,
+                  {"temperature": temperature}, device="cpu")
+
+
 def test_l2_regression_models_output_chroma_directly(tmp_path, gen):
     """loss="l2": the 2-channel output is chroma / regression_scale (fastcolor.train)."""
     model = build_model("colorunet", 2, width=0.25)

@@ -4,6 +4,7 @@ still load, and the bundled model is stored in the current version."""
 
 import json
 import pathlib
+import re
 
 import pytest
 import safetensors
@@ -95,3 +96,33 @@ def test_newer_and_damaged_headers_are_refused(tmp_path):
     safetensors.torch.save_file(tensors, str(odd), metadata={**metadata, "fastcolor": json.dumps(header)})
     with pytest.raises(ValueError, match="damaged"):
         load_model(odd)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_weights_are_neither_written_nor_read(tmp_path, value):
+    """Finite or refuse: save_model refuses a diverged model; a file with NaN/inf
+    weights (written by something else, or damaged) is refused at load."""
+    model = build_model("colorunet", 4, width=0.125)
+    cb = Codebook(torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0], [10.0, 10.0]]), "lab")
+    good = tmp_path / "good.safetensors"
+    save_model(good, model, cb, {"input_size": 64})
+    name = next(n for n, _ in model.named_parameters() if n.endswith("weight"))
+    with torch.no_grad():
+        dict(model.named_parameters())[name].view(-1)[3] = value
+    bad = tmp_path / "bad.safetensors"
+    with pytest.raises(ValueError, match=f"refusing to write {bad}: weight {name} holds NaN/inf values"):
+        save_model(bad, model, cb, {"input_size": 64})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["good.safetensors"]  # no temporary file either
+    with pytest.raises(ValueError, match="class_weights holds NaN/inf"):
+        save_model(bad, build_model("colorunet", 4, width=0.125), cb, class_weights=torch.tensor([1.0, 2, value, 1]))
+
+    with safetensors.safe_open(str(good), framework="pt") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+        metadata = f.metadata()
+    tensors[f"model.{name}"].view(-1)[3] = value
+    safetensors.torch.save_file(tensors, str(bad), metadata=metadata)
+    message = f"{bad}: weight {name} holds NaN/inf values (a diverged run or a damaged file)"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        load_model(bad)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        Colorizer.load(bad, device="cpu")

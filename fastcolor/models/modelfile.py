@@ -34,6 +34,7 @@ import torch
 from ..atomic import atomic_path
 from ..color.codebook import Codebook
 from ..color.spaces import color_space
+from ..finite import check_finite
 from .networks import ARCHITECTURES, build_model, unwrap
 
 __all__ = ["FORMAT", "VERSION", "Regression", "save_model", "load_model", "read_header", "convert"]
@@ -79,7 +80,8 @@ def save_model(path, model, codebook=None, meta=None, class_weights=None, regres
     JSON-serialisable; ``class_weights`` (Q,) may also come as a tensor under
     meta["class_weights"]. The file is written to a temporary file in the same
     folder and renamed over ``path`` only once complete, so a failed write
-    leaves any previous file intact.
+    leaves any previous file intact. A model with NaN/inf weights is refused
+    (ValueError naming the tensor), so no such file is ever written.
     """
     path = os.fspath(path)
     inner = unwrap(model)
@@ -113,6 +115,7 @@ def save_model(path, model, codebook=None, meta=None, class_weights=None, regres
         if codebook is None or cw.shape != (len(codebook),):
             raise ValueError(f"class_weights must have one entry per bin of the codebook, got {tuple(cw.shape)}")
         tensors["class_weights"] = cw
+    check_finite(tensors, f"refusing to write {path}")
     header = {"network": config, "head": head, "meta": meta}
     metadata = {"format": FORMAT, "version": str(VERSION), "fastcolor": json.dumps(header)}
     with atomic_path(path) as tmp:
@@ -167,12 +170,14 @@ def load_model(path, map_location="cpu"):
     """Read a model file (version 2, or version 1 converted on the fly).
 
     Returns (model, codebook, meta): the network rebuilt from its config with
-    the saved weights, on ``map_location``, in eval mode; its Codebook (on the
+    the saved weights, on ``map_location``, in eval mode (ValueError naming the
+    tensor when one holds NaN/inf values); its Codebook (on the
     same device), or None for an L2 model; and the metadata given to
     save_model, plus meta["class_weights"] ((Q,) float32 tensor) when the file
     holds them and meta["regression"] (a Regression) for an L2 model.
     """
     header, tensors = read_header(path)
+    check_finite(tensors, os.fspath(path), hint="a diverged run or a damaged file")
     network, head, meta = header["network"], header["head"], dict(header["meta"])
     model = build_model(**network)
     state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}

@@ -24,6 +24,7 @@ import torch
 
 from ..atomic import atomic_path
 from ..color.codebook import Codebook
+from ..finite import check_finite
 from .config import RESUME_MUST_MATCH
 from .schedule import lr_at
 
@@ -110,31 +111,52 @@ def save_checkpoint(path, *, config, step, model, optimizer, codebook, prior, cl
         "codebook": codebook.to_header(),
     }
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
+    check_finite(tensors, f"refusing to write {path}")
     metadata = {"format": CHECKPOINT_FORMAT, "fastcolor.checkpoint": json.dumps(meta)}
     with atomic_path(path) as tmp:
         safetensors.torch.save_file(tensors, tmp, metadata=metadata)
 
 
+_START_OVER = "start over with --overwrite, or delete it"
+_META_KEYS = ("config", "step", "data_order", "optimizer", "rng", "codebook")
+
+
 def read_checkpoint(path):
-    """(tensors, meta) of a checkpoint written by save_checkpoint."""
+    """(tensors, meta) of a checkpoint written by save_checkpoint.
+
+    ValueError saying what is wrong and what to do for a file that is not a
+    readable fastcolor checkpoint (damaged, cut short, foreign, newer) or one
+    whose model weights, optimizer state, codebook, prior or class weights hold
+    NaN/inf values (the RNG states are integers)."""
     try:
         with safetensors.safe_open(os.fspath(path), framework="pt") as f:
             metadata = f.metadata() or {}
             if metadata.get("format") != CHECKPOINT_FORMAT:
-                raise ValueError(f"{path} is not a fastcolor training checkpoint")
+                raise ValueError(f"{path} is not a fastcolor training checkpoint; {_START_OVER}")
             meta = json.loads(metadata["fastcolor.checkpoint"])
             tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except safetensors.SafetensorError as exc:
-        raise ValueError(f"{path} is not a readable checkpoint: {exc}") from exc
-    if meta.get("version", 0) > CHECKPOINT_VERSION:
-        raise ValueError(f"{path}: checkpoint version {meta['version']} is newer than this fastcolor")
+        if not isinstance(meta, dict):
+            raise TypeError(f"the header is a {type(meta).__name__}, not an object")
+        if meta.get("version", 0) > CHECKPOINT_VERSION:
+            raise ValueError(f"{path}: checkpoint version {meta['version']} is newer than this fastcolor; "
+                             "upgrade fastcolor to resume it")
+        missing = [k for k in _META_KEYS if k not in meta]
+        if missing:
+            raise KeyError(f"no {', '.join(missing)} in the header")
+    except (safetensors.SafetensorError, KeyError, TypeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path} is a damaged training checkpoint ({exc}); {_START_OVER}") from exc
+    check_finite(tensors, os.fspath(path),
+                 hint=f"the run diverged before it was written, or the file is damaged; {_START_OVER}")
     return tensors, meta
 
 
 def checkpoint_step(path):
     """The step a checkpoint was written at (reads only the header)."""
-    with safetensors.safe_open(os.fspath(path), framework="pt") as f:
-        return json.loads(f.metadata()["fastcolor.checkpoint"])["step"]
+    try:
+        with safetensors.safe_open(os.fspath(path), framework="pt") as f:
+            return json.loads(f.metadata()["fastcolor.checkpoint"])["step"]
+    except (safetensors.SafetensorError, KeyError, TypeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path} is not a readable training checkpoint ({exc}); {_START_OVER}") from exc
 
 
 def check_resume(saved, config):
@@ -158,17 +180,23 @@ def check_resume(saved, config):
 
 def saved_statistics(tensors, meta):
     """(codebook, prior, class_weights, sigma) stored in a checkpoint."""
-    codebook = Codebook.from_header(meta["codebook"], tensors["codebook.centres"])
-    return codebook, tensors["prior"], tensors["class_weights"], meta["config"]["sigma"]
+    try:
+        codebook = Codebook.from_header(meta["codebook"], tensors["codebook.centres"])
+        return codebook, tensors["prior"], tensors["class_weights"], meta["config"]["sigma"]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"damaged training checkpoint: its statistics do not read ({exc}); {_START_OVER}") from exc
 
 
 def restore_training_state(tensors, meta, model, optimizer, rank, device):
     """Load the model weights, the optimizer state and this rank's RNG states of
     a checkpoint; returns the step to continue from."""
     state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-    model.load_state_dict(state)
-    optimizer.load_state_dict(unflatten_optimizer(tensors, meta["optimizer"]))
-    rank_t = {k.split(".", 2)[2]: v for k, v in tensors.items() if k.startswith(f"rng.{rank}.")}
-    set_rng_state(rank_t, meta["rng"][rank], device)
+    try:
+        model.load_state_dict(state)
+        optimizer.load_state_dict(unflatten_optimizer(tensors, meta["optimizer"]))
+        rank_t = {k.split(".", 2)[2]: v for k, v in tensors.items() if k.startswith(f"rng.{rank}.")}
+        set_rng_state(rank_t, meta["rng"][rank], device)
+    except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:
+        raise ValueError(f"damaged training checkpoint: its training state does not load ({exc}); "
+                         f"{_START_OVER}") from exc
     return meta["step"]
-

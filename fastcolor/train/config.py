@@ -16,7 +16,9 @@ checkpoint stores; nothing changes it afterwards.
 
 import argparse
 import dataclasses
+import math
 import os
+import re
 from typing import Optional
 
 import torch
@@ -38,8 +40,7 @@ RESUME_MUST_MATCH = (
     "weight_decay", "warmup", "final_lr_fraction", "batch", "crop", "steps", "seed", "light_noise",
     "max_side", "world_size",
 )
-_POSITIVE = ("batch", "crop", "steps", "val_every", "ckpt_every", "log_every", "bins", "input_size",
-             "stats_max_side")
+_POSITIVE = ("batch", "crop", "steps", "val_every", "ckpt_every", "log_every", "bins", "stats_max_side")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,17 +99,19 @@ class TrainConfig:
         k = self.k if self.k is not None else (5 if self.codebook == "zhang313" else 1)
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
-        device = self.device
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise ValueError("--device cuda, but torch sees no CUDA device")
+        device = _resolve_device(self.device)
         amp = self.amp
         if amp == "auto":
             amp = "bf16" if device.startswith("cuda") else "off"
-        data = os.path.abspath(self.data)
+        data, out = os.path.abspath(self.data), os.path.abspath(self.out)
+        if os.path.isfile(data):
+            raise ValueError(f"--data {data} is a file; --data takes a folder of images")
+        if not os.path.isdir(data):
+            raise ValueError(f"training folder {data} does not exist")
+        if os.path.exists(out) and not os.path.isdir(out):
+            raise ValueError(f"--out {out} is a file; --out takes a run folder (new, or one to --resume)")
         return dataclasses.replace(
-            self, data=data, out=os.path.abspath(self.out), k=k, device=device, amp=amp,
+            self, data=data, out=out, k=k, device=device, amp=amp,
             warmup=min(1000, self.steps // 10) if self.warmup is None else self.warmup,
             val=_validation_folder(self.val, data),
         )
@@ -118,6 +121,28 @@ class TrainConfig:
         only once the run has started, the codebook's soft-encoding width (sigma)
         and this process's device (e.g. "cuda:1" under torchrun)."""
         return dataclasses.replace(self, sigma=sigma, device=device)
+
+
+# The smallest input the networks take (their input multiple): Colorizer refuses
+# a model whose input_size is smaller (predict_padded pads any larger size).
+MIN_INPUT_SIZE = 8
+_DEVICE = re.compile(r"(auto|cpu|cuda(:\d+)?)")
+
+
+def _resolve_device(device):
+    """auto -> cuda or cpu; cpu, cuda, cuda:N checked against what torch sees."""
+    if not isinstance(device, str) or not _DEVICE.fullmatch(device):
+        raise ValueError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N")
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {device}, but torch sees no CUDA device")
+        index = int(device.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise ValueError(f"--device {device}, but torch sees {torch.cuda.device_count()} CUDA device(s) "
+                             f"(cuda:0 to cuda:{torch.cuda.device_count() - 1})")
+    return device
 
 
 def _check(c):
@@ -145,6 +170,25 @@ def _check(c):
         raise ValueError("need lr > 0, weight_decay >= 0, light_noise >= 0, 0 <= final_lr_fraction <= 1")
     if not 0 <= c.lam <= 1:
         raise ValueError(f"lam must be in [0, 1], got {c.lam}")
+    for f in dataclasses.fields(c):
+        value = getattr(c, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{f.name} must be a finite number, got {value}")
+    if not c.width > 0:
+        raise ValueError(f"width must be > 0, got {c.width}")
+    if c.sigma is not None and not c.sigma > 0:
+        raise ValueError(f"sigma must be > 0, got {c.sigma}")
+    if c.warmup is not None and c.warmup < 0:
+        raise ValueError(f"warmup must be >= 0, got {c.warmup}")
+    if c.max_side is not None and c.max_side < 1:
+        raise ValueError(f"max_side must be a positive integer, got {c.max_side}")
+    if not c.temperature >= 0:
+        raise ValueError(f"temperature must be a finite number >= 0 (0: the mode), got {c.temperature}")
+    if c.input_size < MIN_INPUT_SIZE:
+        raise ValueError(f"input_size must be at least {MIN_INPUT_SIZE} (the networks' input multiple; "
+                         f"colorize refuses smaller), got {c.input_size}")
+    if c.time_limit is not None and not c.time_limit > 0:
+        raise ValueError(f"time_limit must be a finite number of seconds > 0, got {c.time_limit}")
 
 
 def _check_choice(name, value, choices):
@@ -160,6 +204,8 @@ def _validation_folder(val, data):
     if val in (None, "", "none"):
         return None
     val = os.path.abspath(val)
+    if os.path.isfile(val):
+        raise ValueError(f"--val {val} is a file; --val takes a folder of images, auto or none")
     if not os.path.isdir(val):
         raise ValueError(f"validation folder {val} does not exist")
     return val
@@ -234,12 +280,14 @@ def build_parser():
          default=d.ckpt_every)
     flag("--log-every", "log the mean loss every this many steps", type=int, default=d.log_every)
     flag("--amp", "mixed precision: auto is bf16 on CUDA and off on the CPU", choices=AMPS, default=d.amp)
-    flag("--device", "auto (cuda when available), cpu, cuda", default=d.device)
+    flag("--device", "auto (cuda when available), cpu, cuda or cuda:N", default=d.device)
     flag("--threads", "CPU threads for torch (1 is often fastest on a busy machine) (default: torch's)",
          type=int, default=None)
-    flag("--temperature", "annealed-mean temperature stored in the model (and used to validate)", type=float,
+    flag("--temperature", "annealed-mean temperature stored in the model (and used to validate); >= 0, "
+         "0 is the mode", type=float,
          default=d.temperature)
-    flag("--input-size", "the size inference resizes the lightness to (stored in the model)", type=int,
+    flag("--input-size", "the size inference resizes the lightness to (stored in the model); at least 8",
+         type=int,
          default=d.input_size)
     switch("--resume", "continue RUN from its checkpoint")
     switch("--overwrite", "start over in a RUN that has a checkpoint")

@@ -62,6 +62,14 @@ class Distributed:
         dist.all_reduce(t)
         return t.item() / self.world_size
 
+    def min(self, value, device):
+        """The smallest of value over the ranks (what every rank agrees on)."""
+        if not self.enabled:
+            return value
+        t = torch.tensor([value], dtype=torch.float64, device=device)
+        dist.all_reduce(t, op=dist.ReduceOp.MIN)
+        return t.item()
+
     def wrap(self, model, device):
         """The model under DistributedDataParallel when there are several processes."""
         if not self.enabled:
