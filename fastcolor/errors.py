@@ -73,6 +73,8 @@ def describe(exc):
     (the destination of a failed rename, not the temporary file)."""
     if isinstance(exc, OSError) and exc.errno is not None:
         reason = _OS_HINTS.get(exc.errno) or exc.strerror or os.strerror(exc.errno)
+        if exc.strerror and exc.strerror != os.strerror(exc.errno):
+            reason = exc.strerror  # a message written for this failure says more than the errno
         path = exc.filename2 if exc.filename2 is not None else exc.filename
         return _one_line(f"{os.fsdecode(path)}: {reason}" if path is not None else reason)
     if isinstance(exc, KeyError):  # str() of a KeyError is the repr of its key

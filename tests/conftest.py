@@ -77,3 +77,14 @@ def full_disk(monkeypatch):
 
     monkeypatch.setattr(safetensors.torch, "save_file", broken_save)
     return monkeypatch
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """torch on one CPU thread for a module's tests: tiny training runs on a
+    shared, loaded machine spend more in OpenMP barriers than in work, and
+    bit-identical resumes need the same thread count everywhere."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

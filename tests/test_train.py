@@ -64,11 +64,8 @@ THREADS_ENV = dict(os.environ, OMP_NUM_THREADS="1")
 
 
 @pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def one_thread(one_torch_thread):
+    """Every test of this module on one torch thread (see conftest)."""
 
 
 TINY_UNET = ["--arch", "colorunet", "--width", "0.25", "--codebook", "data", "--bins", "8", "--space", "yuv",
