@@ -5,8 +5,8 @@
 RUNS holds the runs of tools/train_bundled.sh (or of the same commands on a
 CPU): {colorunet,eccv16}_{rebalanced,l2}. Every run is evaluated on the
 validation photos (fastcolor evaluate, both priors); the rebalanced run with
-the higher rebalanced AuC becomes fastcolor/data/colorizer.safetensors (with
-its validation numbers in the file's metadata), and fastcolor/data/MODEL_CARD.md
+the higher rebalanced AuC becomes fastcolor/assets/colorizer.safetensors (with
+its validation numbers in the file's metadata), and fastcolor/assets/MODEL_CARD.md
 is written from the runs' configs, logs and these numbers.
 """
 
@@ -42,7 +42,7 @@ def main(argv=None):
     p.add_argument("--runs", required=True, type=Path)
     p.add_argument("--val", required=True, type=Path)
     p.add_argument("--manifest", required=True, type=Path)
-    p.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "fastcolor" / "data")
+    p.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "fastcolor" / "assets")
     p.add_argument("--hardware", default="CPU")
     p.add_argument("--temperature", type=float, default=None,
                    help="annealed-mean T to ship (chosen on the validation photos); default: the run's (0.38)")
@@ -91,9 +91,10 @@ def main(argv=None):
         numbers["l2_twin_colourfulness"] = twin[1]["data"]["model"]["colourfulness"]
         numbers["l2_twin_auc_rebalanced"] = twin[1]["data"]["model"]["auc_rebalanced"]
     class_weights = meta.pop("class_weights", None)
+    regression = meta.pop("regression", None)  # an L2 model has a regression head, no codebook
     meta = {**meta, "validation": numbers, "trained_on": args.hardware}
     target = args.out / "colorizer.safetensors"
-    save_model(target, model, codebook, meta, class_weights=class_weights)
+    save_model(target, model, codebook, meta, class_weights=class_weights, regression=regression)
     size_mb = os.path.getsize(target) / 2**20
     if size_mb > MAX_MB:
         sys.exit(f"package_model: {target} is {size_mb:.1f} MB, over the {MAX_MB} MB limit")
@@ -140,7 +141,7 @@ def main(argv=None):
         "(both rows below)" + (f": {args.temperature_note}" if args.temperature_note else ""))
     card = f"""# fastcolor bundled model: {best[0]}, rebalanced loss
 
-`fastcolor/data/colorizer.safetensors` ({size_mb:.1f} MB), used by `fastcolor colorize` and
+`fastcolor/assets/colorizer.safetensors` ({size_mb:.1f} MB), used by `fastcolor colorize` and
 `fastcolor.Colorizer.load()` when no model is named. Written by `tools/package_model.py` from the
 run `{run.name}`; the numbers below come from that script's evaluation.
 
