@@ -108,7 +108,7 @@ def _colorize(args):
         raise UsageError(f"--confidence needs a classification model; {args.model or 'this model'} "
                          "regresses chroma (loss='l2'): leave out --confidence")
     items = plan.items
-    print(f"fastcolor colorize: {len(items)} images -> {plan.out}", file=sys.stderr, flush=True)
+    print(f"fastcolor colorize: {len(items)} image{'' if len(items) == 1 else 's'} -> {plan.out}", file=sys.stderr, flush=True)
 
     failed = 0
     bar = tqdm(total=len(items), desc="colorize", unit="img", disable=None)
