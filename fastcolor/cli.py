@@ -4,6 +4,7 @@
     fastcolor evaluate --data photos/val [--model run] [--json metrics.json]
     fastcolor data --out photos          (fastcolor.data.photoset: build the training photo set)
     fastcolor train --data photos --out run   (fastcolor.train)
+    fastcolor export run -o model.onnx   (fastcolor.export: the network and its decoding as ONNX)
 
 Every command runs inside fastcolor.errors.run: an error ends it with one
 line on stderr. Exit codes: 0 success, 1 when some images could not be read
@@ -212,6 +213,26 @@ def _evaluate(args):
     return 1 if report["skipped"] else 0
 
 
+# ------------------------------------------------------------------ export
+
+
+def _export(args):
+    from .export import _require_onnx, export_onnx
+    from .outputs import check_output_file
+
+    if Path(args.output).suffix.lower() != ".onnx":
+        raise UsageError(f"the ONNX file must end in .onnx, got {args.output!r}")
+    out = check_output_file(args.output, "ONNX file", inputs=[args.model] if args.model else ())
+    try:
+        _require_onnx()
+    except ImportError as exc:
+        raise UsageError(str(exc)) from None
+    export_onnx(args.model, out, temperature=args.temperature)
+    print(f"fastcolor: wrote {out.resolve()} (input 'light' (N, 1, H, W), output 'chroma'; "
+          "README: Export to ONNX)")
+    return 0
+
+
 # ------------------------------------------------------------------ parser
 
 
@@ -320,6 +341,19 @@ def build_parser():
     p.add_argument("--height", type=_positive, default=256, metavar="H", help="row height in pixels (256)")
     _model_options(p)
 
+    p = sub.add_parser(
+        "export", help="export a model to ONNX (network and decoding)",
+        description="Export a model to an ONNX file (opset 17, standard operators): input 'light', the "
+                    "normalised lightness (N, 1, H, W); output 'chroma' (N, 2, H/s, W/s) at the network's "
+                    "output resolution: the annealed mean at a temperature fixed now, or an L2 model's "
+                    "regression. Batch and image size are dynamic. Needs the onnx package.")
+    p.add_argument("model", nargs="?", default=None, metavar="MODEL",
+                   help="model.safetensors or a training run directory (default: the bundled model)")
+    p.add_argument("-o", "--output", required=True, metavar="ONNX", help="the .onnx file to write")
+    p.add_argument("--temperature", "-t", type=_temperature, metavar="T",
+                   help="annealed-mean temperature fixed in the graph: 0 = the most likely colour, 1 = the "
+                        "mean (default: the model's; not for L2 models)")
+
     for name, (_, text) in PASS_THROUGH.items():
         sub.add_parser(name, help=text, add_help=False)
     return parser
@@ -336,7 +370,7 @@ def _run_command(argv):
     if args.command is None:
         parser.print_help()
         return 2
-    return {"colorize": _colorize, "evaluate": _evaluate, "demo": _demo}[args.command](args)
+    return {"colorize": _colorize, "evaluate": _evaluate, "demo": _demo, "export": _export}[args.command](args)
 
 
 def main(argv=None):
@@ -355,7 +389,7 @@ def main(argv=None):
 
 
 def _commands():
-    return {"colorize", "evaluate", "demo", *PASS_THROUGH}
+    return {"colorize", "evaluate", "demo", "export", *PASS_THROUGH}
 
 
 def command_parsers():

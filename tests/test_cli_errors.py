@@ -214,8 +214,22 @@ def _data_cases(t, model, readonly):
     }
 
 
+def _export_cases(t, model, readonly):
+    (t / "folder.onnx").mkdir(exist_ok=True)
+    (t / "notamodel.safetensors").write_text("x")
+    m = [str(model)]
+    return {
+        "not .onnx": ["export", *m, "-o", str(t / "m.txt")],
+        "output is an existing folder": ["export", *m, "-o", str(t / "folder.onnx")],
+        "read-only folder": ["export", *m, "-o", str(readonly / "m.onnx")],
+        "output is the model": ["export", str(t / "notamodel.safetensors"), "-o", str(t / "notamodel.safetensors")],
+        "missing model": ["export", str(t / "no.safetensors"), "-o", str(t / "m.onnx")],
+        "not a model": ["export", str(t / "notamodel.safetensors"), "-o", str(t / "m.onnx")],
+    }
+
+
 BAD_INPUTS = {"colorize": _colorize_cases, "evaluate": _evaluate_cases, "demo": _demo_cases,
-              "train": _train_cases, "data": _data_cases}
+              "train": _train_cases, "data": _data_cases, "export": _export_cases}
 
 
 @pytest.mark.parametrize("command", COMMANDS)

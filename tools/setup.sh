@@ -12,7 +12,7 @@ VENV=${VENV:-.venv}
 
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 pip_install() { "$VENV/bin/python" -m pip install -q --disable-pip-version-check "$@"; }
-pip_install "torch==2.14.1" numpy pillow safetensors tqdm scikit-image pytest pytest-benchmark ninja
+pip_install "torch==2.14.1" numpy pillow safetensors tqdm scikit-image pytest pytest-benchmark ninja onnx onnxruntime
 
 if [ -z "${CUDA_HOME:-}" ] && [ -x /usr/local/cuda/bin/nvcc ]; then
   export CUDA_HOME=/usr/local/cuda
