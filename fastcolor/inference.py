@@ -208,20 +208,33 @@ class Colorizer:
                 f"bins={len(self.codebook) if self.codebook is not None else None}, loss={self.loss!r}, temperature={self.temperature:g}, "
                 f"input_size={self.input_size}, device={str(self.device)!r})")
 
-    def colorize(self, image, temperature=None, return_confidence=False):
-        """Colorize one image (see load_input for the accepted types); returns a ColorizeResult."""
-        return self.colorize_batch([image], batch_size=1, temperature=temperature,
-                                   return_confidence=return_confidence)[0]
+    def colorize(self, image, temperature=None, return_confidence=False, hints=None, palette=None,
+                 hint_options=None):
+        """Colorize one image (see load_input for the accepted types); returns a ColorizeResult.
 
-    def colorize_batch(self, images, batch_size=8, temperature=None, return_confidence=False, progress=False):
+        hints: colour hints for this image (fastcolor.hints: Hint, (x, y,
+        "#RRGGBB"), {"x", "y", "color"} or {"points": [[x, y], ...], "color"};
+        pixels of the image as displayed). palette: a fastcolor.hints.Palette
+        or "#hex,#hex,..." / an image path. hint_options: a HintOptions, or a
+        dict of its fields (e.g. {"propagation": "gaussian"}). Classification
+        models only (ValueError for an L2 model)."""
+        return self.colorize_batch([image], batch_size=1, temperature=temperature,
+                                   return_confidence=return_confidence,
+                                   hints=None if hints is None else [hints], palette=palette,
+                                   hint_options=hint_options)[0]
+
+    def colorize_batch(self, images, batch_size=8, temperature=None, return_confidence=False, progress=False,
+                       hints=None, palette=None, hint_options=None):
         """Colorize many images of any sizes; the network sees them resized to
         input_size x input_size and stacked batch_size at a time. Returns a
         list of ColorizeResult in the input order. FloatingPointError when the
         network's output (or its chroma) is not finite: an error, never a black
-        image."""
+        image. hints: one list of hints per image (None or [] for none);
+        palette and hint_options: for every image (see colorize)."""
         if isinstance(images, torch.Tensor) and images.dim() == 4:
             images = list(images)
         images = list(images)
+        steer = self._steering(len(images), hints, palette, hint_options)
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         t = self.temperature if temperature is None else float(temperature)
@@ -237,12 +250,40 @@ class Colorizer:
             chunks = tqdm(chunks, desc="colorize", unit="batch")
         for start in chunks:
             loaded = [load_input(im) for im in images[start:start + batch_size]]
-            results += self._colorize_loaded(loaded, t, return_confidence)
+            part = None if steer is None else (steer[0][start:start + batch_size],) + steer[1:]
+            results += self._colorize_loaded(loaded, t, return_confidence, part)
         return results
+
+    def _steering(self, n, hints, palette, hint_options):
+        """(hints per image, Palette or None, HintOptions) or None when nothing steers."""
+        from .hints import HintOptions, Palette, as_hints
+
+        if hints is not None:
+            hints = list(hints)
+            if len(hints) != n:
+                raise ValueError(f"hints must hold one list of hints per image: {len(hints)} lists for {n} images")
+            hints = [as_hints(h) for h in hints]
+        if isinstance(palette, str):
+            palette = Palette.parse(palette)
+        elif palette is not None and not isinstance(palette, Palette):
+            raise ValueError(f"palette must be a fastcolor.hints.Palette or a string, got {type(palette).__name__}")
+        if not (hints and any(hints)) and palette is None:
+            return None
+        if self.loss == "l2":
+            raise ValueError("hints and palettes act on the predicted colour distribution; this model regresses "
+                             "chroma (loss='l2') and has none: use a classification model")
+        if isinstance(hint_options, dict):
+            hint_options = HintOptions(**hint_options)
+        elif hint_options is None:
+            hint_options = HintOptions()
+        elif not isinstance(hint_options, HintOptions):
+            raise ValueError(f"hint_options must be a HintOptions or a dict, got {type(hint_options).__name__}")
+        palette_chroma = None if palette is None else palette.chroma(self.codebook)
+        return (hints or [[]] * n, palette, hint_options, palette_chroma)
 
     # One batch of already loaded (rgb float (3, H, W), alpha) pairs.
     @torch.inference_mode()
-    def _colorize_loaded(self, loaded, t, return_confidence):
+    def _colorize_loaded(self, loaded, t, return_confidence, steer=None):
         from .models import predict_padded
 
         size = (self.input_size, self.input_size)
@@ -254,6 +295,12 @@ class Colorizer:
             out = predict_padded(self.model, x).float()
         if self.loss == "l2":
             chroma_small = out[:, :2] * self.regression_scale
+        elif steer is not None:  # hints and palettes: fastcolor.hints
+            from .hints import steer_logits
+
+            sizes = [tuple(light.shape[-2:]) for light in lights]
+            steered = steer_logits(out, x, sizes, steer[0], steer[1], self.codebook, steer[2], steer[3])
+            chroma_small = self.decoder(steered, temperature=t)
         else:
             chroma_small = self.decoder(out, temperature=t)
         # Finite or refuse, one check (one sync) per batch: NaN/inf would come out as a black image.
@@ -273,6 +320,10 @@ class Colorizer:
         for i, ((rgb, alpha), light) in enumerate(zip(loaded, lights)):
             full = tuple(light.shape[-2:])
             chroma = resize(chroma_small[i:i + 1], full)
+            if steer is not None and steer[1] is not None and steer[1].mode == "restrict":
+                from .hints import project_to_palette
+
+                chroma = project_to_palette(chroma, steer[3], steer[1].restrict_distance(self.codebook))
             rgb_out = _to_uint8(space.join(light, chroma)[0]).cpu()
             result = ColorizeResult(rgb=rgb_out, alpha=alpha, light=light[0].float().cpu(),
                                     chroma=chroma[0].cpu(), space=self.space)

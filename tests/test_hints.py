@@ -1,0 +1,249 @@
+"""Colour hints and palettes acting on the predicted distribution (fastcolor.hints)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fastcolor import Codebook
+from fastcolor.cli import main
+from fastcolor.color.spaces import color_space
+from fastcolor.hints import Hint, HintOptions, Palette, project_to_palette
+from fastcolor.inference import Colorizer
+from fastcolor.models import Regression, build_model
+
+
+@pytest.fixture(scope="module")
+def colorizer():
+    torch.manual_seed(7)
+    model = build_model("eccv16", 313, width=0.125)
+    with torch.no_grad():
+        model.head.bias.normal_(0, 2.0)
+    return Colorizer(model, Codebook.zhang313(), {"input_size": 64, "temperature": 0.38}, device="cpu",
+                     backend="reference")
+
+
+def _two_regions(h=64, w=96):
+    """Dark left half, bright right half: a strong lightness edge at x = w/2."""
+    img = torch.full((3, h, w), 0.25)
+    img[:, :, w // 2:] = 0.8
+    return img
+
+
+def _ab(hex_colour):
+    rgb = torch.tensor([int(hex_colour[i:i + 2], 16) for i in (1, 3, 5)], dtype=torch.float32)
+    return color_space("lab").chroma(rgb[None, :, None, None] / 255)[0, :, 0, 0]
+
+
+def test_no_hints_is_bit_identical(colorizer):
+    img = torch.rand(3, 40, 50, generator=torch.Generator().manual_seed(0))
+    plain = colorizer.colorize(img)
+    for steered in (colorizer.colorize(img, hints=[]), colorizer.colorize(img, hints=None, palette=None)):
+        assert torch.equal(plain.rgb, steered.rgb) and torch.equal(plain.chroma, steered.chroma)
+
+
+def test_edge_aware_hint_stays_on_its_side(colorizer):
+    img = _two_regions()
+    plain = colorizer.colorize(img)
+    changes = {}
+    for prop in ("edge", "gaussian"):
+        out = colorizer.colorize(img, hints=[(10, 32, "#20a020")], hint_options={"propagation": prop, "radius": 0.6})
+        changes[prop] = (out.chroma - plain.chroma).norm(dim=0)
+    # near the hint, both change the colour a lot
+    assert changes["edge"][32, 10] > 30 and changes["gaussian"][32, 10] > 30
+    assert changes["edge"][32, 40] > 30  # the whole dark region (same lightness) is filled
+    # across the edge: the edge-aware falloff leaves the bright side alone, the Gaussian does not
+    assert changes["edge"][:, 60:].max() < 1.0
+    assert changes["gaussian"][32, 60] > 30
+
+
+def test_strong_hint_reaches_its_colour_at_t0(colorizer):
+    img = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(1))
+    for colour in ("#20a020", "#c02020", "#2040d0"):
+        out = colorizer.colorize(img, temperature=0, hints=[Hint.point(30, 20, colour, strength=500)])
+        target = _ab(colour)
+        # T = 0 decodes the mode: the bin nearest the hint colour (bins 10 apart: within a half diagonal)
+        assert (out.chroma[:, 20, 30] - target).norm() < 7.5, colour
+
+
+def test_gaussian_falls_off_with_distance(colorizer):
+    img = torch.full((3, 64, 64), 0.5)
+    plain = colorizer.colorize(img)
+    out = colorizer.colorize(img, hints=[(8, 8, "#c02020")], hint_options=HintOptions("gaussian", radius=0.1))
+    d = (out.chroma - plain.chroma).norm(dim=0)
+    assert d[8, 8] > 30 and d[56, 56] < 1e-3
+
+
+def test_stroke(colorizer):
+    img = torch.full((3, 64, 64), 0.5)
+    plain = colorizer.colorize(img)
+    stroke = {"points": [[4, 32], [60, 32]], "color": "#2040d0"}
+    out = colorizer.colorize(img, hints=[stroke], hint_options={"radius": 0.05})
+    d = (out.chroma - plain.chroma).norm(dim=0)
+    assert d[32, 4:60].min() > 30  # along the whole stroke
+    assert d[2, 32] < 1e-3 and d[62, 32] < 1e-3  # not far off it
+
+
+def test_palette_restrict_guarantee(colorizer):
+    img = torch.rand(3, 50, 70, generator=torch.Generator().manual_seed(2))
+    palette = ["#c02020", "#2040d0", "#e0c080"]
+    targets = torch.stack([_ab(c) for c in palette])
+    for t in (0.0, 0.38, 1.0):
+        for distance in (None, 8.0, 25.0):
+            out = colorizer.colorize(img, temperature=t, palette=Palette(palette, distance=distance))
+            dist = 15.0 if distance is None else distance
+            d = (out.chroma[None] - targets[:, :, None, None]).norm(dim=1).amin(0)
+            assert d.max() <= dist + 1e-4, (t, distance, d.max())
+
+
+def test_palette_bias_and_parse(colorizer):
+    img = torch.rand(3, 40, 40, generator=torch.Generator().manual_seed(3))
+    plain = colorizer.colorize(img)
+    biased = colorizer.colorize(img, palette=Palette.parse("#2040d0", mode="bias", strength=3))
+    target = _ab("#2040d0")
+    before = (plain.chroma - target[:, None, None]).norm(dim=0).mean()
+    after = (biased.chroma - target[:, None, None]).norm(dim=0).mean()
+    assert after < before - 10
+    with pytest.raises(ValueError, match="neither"):
+        Palette.parse("#12345,red")
+    with pytest.raises(ValueError, match="no codebook bin within"):
+        colorizer.colorize(img, palette=Palette(["#00ff00"], distance=0.5))
+
+
+def test_palette_from_image(colorizer, tmp_path):
+    arr = np.zeros((20, 30, 3), dtype=np.uint8)
+    arr[:, :15] = (200, 30, 30)
+    arr[:, 15:] = (30, 60, 210)
+    Image.fromarray(arr).save(tmp_path / "pal.png")
+    palette = Palette.parse(str(tmp_path / "pal.png"), k=4)
+    chroma = palette.chroma(Codebook.zhang313())
+    assert chroma.shape == (2, 2)  # only two bins occur
+    for colour in ("#c81e1e", "#1e3cd2"):
+        assert (chroma - _ab(colour)).norm(dim=1).min() < 7.5
+    out = colorizer.colorize(torch.rand(3, 30, 30), palette=palette)
+    d = (out.chroma[None] - chroma[:, :, None, None]).norm(dim=1).amin(0)
+    assert d.max() <= 15.0 + 1e-4
+
+
+def test_l2_model_refuses_hints():
+    model = build_model("colorunet", 2, width=0.25)
+    l2 = Colorizer(model, None, {"loss": "l2", "input_size": 64, "regression": Regression("lab", 100.0)},
+                   device="cpu")
+    img = torch.rand(3, 32, 32)
+    for kwargs in ({"hints": [(1, 1, "#ff0000")]}, {"palette": "#ff0000"}):
+        with pytest.raises(ValueError, match="loss='l2'"):
+            l2.colorize(img, **kwargs)
+
+
+@pytest.mark.parametrize("hint, match", [
+    ((64, 10, "#ff0000"), r"hint 0 \(64,10,#ff0000\) lies outside the image"),
+    ((-1, 10, "#ff0000"), "outside the image"),
+    ((10, 10, "#ff00"), "not a colour"),
+    ((10, 10, "red"), "not a colour"),
+    ((float("nan"), 10, "#ff0000"), "finite"),
+    ((10, float("inf"), "#ff0000"), "finite"),
+    ({"x": 1, "color": "#ff0000"}, "y must be a number"),
+    ({"points": [[1, 1]], "x": 1, "color": "#ff0000"}, "write"),
+    ("10,10,#ff0000", "a hint is"),
+])
+def test_bad_hints(colorizer, hint, match):
+    with pytest.raises(ValueError, match=match):
+        colorizer.colorize(torch.rand(3, 32, 64), hints=[hint])
+
+
+def test_bad_options(colorizer):
+    with pytest.raises(ValueError, match="propagation"):
+        HintOptions(propagation="diffuse")
+    with pytest.raises(ValueError, match="radius"):
+        HintOptions(radius=0)
+    with pytest.raises(ValueError, match="palette mode"):
+        Palette(["#ff0000"], mode="only")
+    with pytest.raises(ValueError, match="one list of hints per image"):
+        colorizer.colorize_batch([torch.rand(3, 8, 8)] * 2, hints=[[(1, 1, "#ff0000")]])
+
+
+def test_projection_keeps_close_points():
+    targets = torch.tensor([[0.0, 0.0], [40.0, 0.0]])
+    chroma = torch.tensor([[[[5.0, 20.0, 41.0]], [[0.0, 0.0, 3.0]]]])  # (1, 2, 1, 3)
+    out = project_to_palette(chroma, targets, 10.0)
+    assert torch.equal(out[..., 0], chroma[..., 0]) and torch.equal(out[..., 2], chroma[..., 2])
+    assert (out[0, :, 0, 1] - targets[0]).norm() <= 10.0
+
+
+def test_exif_rotated_coordinates(colorizer, tmp_path):
+    """A 40 x 80 (h x w) file with orientation 6 displays as 80 x 40: hints use the displayed pixels."""
+    arr = np.full((40, 80), 60, dtype=np.uint8)
+    img = Image.fromarray(arr)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    img.save(tmp_path / "rot.png", exif=exif)
+    path = str(tmp_path / "rot.png")
+    plain = colorizer.colorize(path)
+    assert plain.size == (80, 40)
+    out = colorizer.colorize(path, hints=[(5, 70, "#c02020")], hint_options={"propagation": "gaussian",
+                                                                            "radius": 0.2})
+    d = (out.chroma - plain.chroma).norm(dim=0)
+    assert d[70, 5] > 30 and d[5, 35] < 1e-3
+    with pytest.raises(ValueError, match="outside the image"):
+        colorizer.colorize(path, hints=[(70, 5, "#c02020")])  # inside the stored 80 x 40, not the displayed
+
+
+# ------------------------------------------------------------------ the command line
+
+
+def _gray(path, h=32, w=48, left=60, right=200):
+    arr = np.full((h, w), left, dtype=np.uint8)
+    arr[:, w // 2:] = right
+    Image.fromarray(arr).save(path)
+    return path
+
+
+def _read(path):
+    return np.asarray(Image.open(path).convert("RGB")).astype(int)
+
+
+def test_cli_hint_and_palette(model_file, tmp_path):
+    src = _gray(tmp_path / "a.png")
+    assert main(["colorize", str(src), "-o", str(tmp_path / "plain"), "--model", str(model_file)]) == 0
+    assert main(["colorize", str(src), "-o", str(tmp_path / "hint"), "--model", str(model_file),
+                 "--hint", "5,16,#20c020", "--hint", "40,16,#c02020", "--hint-radius", "0.3"]) == 0
+    plain, hinted = _read(tmp_path / "plain" / "a.png"), _read(tmp_path / "hint" / "a.png")
+    assert np.abs(plain[16, 5] - hinted[16, 5]).sum() > 20
+    assert hinted[16, 5, 1] > hinted[16, 5, 0] and hinted[16, 40, 0] > hinted[16, 40, 1]
+    assert main(["colorize", str(src), "-o", str(tmp_path / "pal"), "--model", str(model_file),
+                 "--palette", "#c02020,#2040d0", "--propagation", "gaussian"]) == 0
+    pal = _read(tmp_path / "pal" / "a.png")
+    assert not np.array_equal(pal, plain)
+
+
+def test_cli_hints_json(model_file, tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    a, b = _gray(folder / "a.png"), _gray(folder / "b.png")
+    hints = tmp_path / "hints.json"
+    hints.write_text(json.dumps({"a.png": [[5, 16, "#20c020"], {"points": [[30, 4], [40, 28]], "color": "#c02020"}]}))
+    assert main(["colorize", str(folder), "-o", str(tmp_path / "plain"), "--model", str(model_file)]) == 0
+    assert main(["colorize", str(folder), "-o", str(tmp_path / "out"), "--model", str(model_file),
+                 "--hints", str(hints)]) == 0
+    assert not np.array_equal(_read(tmp_path / "out" / "a.png"), _read(tmp_path / "plain" / "a.png"))
+    assert np.array_equal(_read(tmp_path / "out" / "b.png"), _read(tmp_path / "plain" / "b.png"))
+    capsys.readouterr()
+    # a key naming no input, a bad hint, --hint with several inputs: one error line, exit 2
+    hints.write_text(json.dumps({"c.png": [[5, 16, "#20c020"]]}))
+    assert main(["colorize", str(folder), "-o", str(tmp_path / "x"), "--model", str(model_file),
+                 "--hints", str(hints)]) == 2
+    assert "c.png" in capsys.readouterr().err
+    hints.write_text(json.dumps({str(a): [[500, 16, "#20c020"]]}))
+    assert main(["colorize", str(a), "-o", str(tmp_path / "y"), "--model", str(model_file),
+                 "--hints", str(hints)]) == 2
+    err = capsys.readouterr().err
+    assert "outside the image" in err and "Traceback" not in err
+    assert main(["colorize", str(a), str(b), "-o", str(tmp_path / "z"), "--model", str(model_file),
+                 "--hint", "1,1,#ff0000"]) == 2
+    assert "one input" in capsys.readouterr().err
+    hints.write_text("{not json")
+    assert main(["colorize", str(a), "-o", str(tmp_path / "w"), "--model", str(model_file),
+                 "--hints", str(hints)]) == 2
+    assert "hints.json" in capsys.readouterr().err
