@@ -27,6 +27,7 @@ import torch
 from . import __version__
 from .atomic import write_bytes_atomic
 from .errors import UsageError, run
+from .hint_args import hint_arg, palette_arg, positive_float_arg
 from .ops.backend import BACKENDS
 
 __all__ = ["main"]
@@ -88,50 +89,13 @@ def _load_colorizer(args):
     return Colorizer.load(args.model, device=args.device, backend=args.backend)
 
 
-def _steering_args(args, items):
-    """({item index: [Hint]}, Palette or None, HintOptions or None) of --hint/--hints/--palette."""
-    import json
+def _check_hints_inside(item, hints, rgb):
+    from .hints import check_inside
 
-    from .hints import HintOptions, Palette, as_hints
-
-    if args.hint and args.hints:
-        raise UsageError("--hint and --hints: give one of them (--hints FILE.json holds hints per image)")
-    if args.palette is None and (args.palette_mode or args.palette_distance):
-        raise UsageError("--palette-mode and --palette-distance need --palette")
-    hints = {}
-    if args.hint:
-        if len(items) != 1:
-            raise UsageError(f"--hint is for one input ({len(items)} inputs here): give hints per image "
-                             "with --hints FILE.json")
-        hints[0] = args.hint
-    elif args.hints:
-        try:
-            table = json.loads(Path(args.hints).read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise UsageError(f"--hints {args.hints}: {exc.strerror or exc}") from None
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise UsageError(f"--hints {args.hints}: not a JSON file ({exc})") from None
-        if not isinstance(table, dict):
-            raise UsageError(f"--hints {args.hints}: write an object {{\"photo.jpg\": [[x, y, \"#RRGGBB\"], ...]}}")
-        resolved = [item.source.resolve() for item in items]
-        for key, value in table.items():
-            found = [i for i, item in enumerate(items) if key == str(item.source) or Path(key).resolve() == resolved[i]]
-            found = found or [i for i, item in enumerate(items) if item.source.name == key]
-            if not found:
-                raise UsageError(f"--hints {args.hints}: {key!r} names no input")
-            if len(found) > 1:
-                raise UsageError(f"--hints {args.hints}: {key!r} names {len(found)} inputs "
-                                 f"({', '.join(str(items[i].source) for i in found)}): use its path")
-            try:
-                hints[found[0]] = as_hints(value)
-            except ValueError as exc:
-                raise UsageError(f"--hints {args.hints}: {key}: {exc}") from None
-    palette = None
-    if args.palette is not None:
-        palette = Palette.parse(args.palette, mode=args.palette_mode or "restrict", distance=args.palette_distance)
-    options = HintOptions(propagation=args.propagation, **({} if args.hint_radius is None
-                                                           else {"radius": args.hint_radius}))
-    return hints, palette, options
+    try:
+        check_inside(hints, tuple(rgb.shape[-2:]))
+    except ValueError as exc:
+        raise UsageError(f"{item.source}: {exc}") from None
 
 
 def _colorize(args):
@@ -150,7 +114,9 @@ def _colorize(args):
     for source, natural, given in plan.renamed:
         print(f"fastcolor colorize: {source} -> {given} ({natural.name} is another input's output)",
               file=sys.stderr)
-    hints, palette, hint_options = _steering_args(args, plan.items)
+    from .hint_args import steering_from_args
+
+    hints, palette, hint_options = steering_from_args(args, plan.items)
     colorizer = _load_colorizer(args)
     if args.confidence and colorizer.loss == "l2":
         raise UsageError(f"--confidence needs a classification model; {args.model or 'this model'} "
@@ -171,12 +137,7 @@ def _colorize(args):
                 bar.update(1)
                 continue
             if hints.get(index):
-                from .hints import check_inside
-
-                try:
-                    check_inside(hints[index], tuple(rgb.shape[-2:]))
-                except ValueError as exc:
-                    raise UsageError(f"{item.source}: {exc}") from None
+                _check_hints_inside(item, hints[index], rgb)
             chunk.append((item, rgb))
             chunk_hints.append(hints.get(index, []))
             loaded.append(rgb if alpha is None else torch.cat([rgb, alpha]))
@@ -312,40 +273,6 @@ def _positive(text):
     return n
 
 
-def _positive_float(text):
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
-    if not 0 < v < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
-    return v
-
-
-def _hint(text):
-    """X,Y,#RRGGBB -> a fastcolor.hints.Hint."""
-    from .hints import Hint
-
-    parts = text.split(",")
-    if len(parts) != 3:
-        raise argparse.ArgumentTypeError(f"a hint is X,Y,#RRGGBB (e.g. 120,80,#2e8b57), got {text!r}")
-    try:
-        return Hint.point(parts[0], parts[1], parts[2].strip())
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
-
-
-def _palette(text):
-    """'#RRGGBB,...' or an image path, checked (fastcolor.hints.Palette.parse)."""
-    from .hints import Palette
-
-    try:
-        Palette.parse(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return text
-
-
 def _suffix(text):
     """An output extension Pillow can write ('.png', 'jpg', ...) or 'same'."""
     from .outputs import check_image_format
@@ -407,7 +334,7 @@ def build_parser():
                    help="also write NAME_confidence.png: C1 = top class probability (black 0, white 1) | "
                         f"C2 = top/second probability shown as min(C2, {C2_DISPLAY_MAX:g}) / {C2_DISPLAY_MAX:g}")
 
-    p.add_argument("--hint", action="append", type=_hint, metavar="X,Y,#RRGGBB",
+    p.add_argument("--hint", action="append", type=hint_arg, metavar="X,Y,#RRGGBB",
                    help="colour hint for a single input (repeatable): pixel X,Y of the image as displayed "
                         "(after EXIF rotation) should be about this colour; it fills the region of similar "
                         "lightness around it. Classification models only")
@@ -418,15 +345,15 @@ def build_parser():
     p.add_argument("--propagation", choices=("edge", "gaussian"), default="edge",
                    help="how far a hint reaches: edge = stops at lightness edges (default); gaussian = "
                         "plain distance falloff")
-    p.add_argument("--hint-radius", type=_positive_float, metavar="R",
+    p.add_argument("--hint-radius", type=positive_float_arg, metavar="R",
                    help="hint falloff scale, a fraction of the image's shorter side (0.08)")
-    p.add_argument("--palette", type=_palette, metavar="COLOURS|IMAGE",
+    p.add_argument("--palette", type=palette_arg, metavar="COLOURS|IMAGE",
                    help='"#RRGGBB,#RRGGBB,..." or an image to take its 8 most frequent colours from: '
                         "restricts (or with --palette-mode bias, pulls) every pixel's colour to them")
     p.add_argument("--palette-mode", choices=("restrict", "bias"),
                    help="restrict (default): every pixel's chroma within --palette-distance of a palette "
                         "colour; bias: prefer the palette colours")
-    p.add_argument("--palette-distance", type=_positive_float, metavar="D",
+    p.add_argument("--palette-distance", type=positive_float_arg, metavar="D",
                    help="restrict radius in chroma units (default: 3 x the codebook's sigma, 15 a*b* units)")
 
     p = sub.add_parser(
