@@ -234,14 +234,14 @@ def _evaluate(args):
 
 
 def _export(args):
-    from .export import _require_onnx, export_onnx
+    from .export import export_onnx, require_onnx
     from .outputs import check_output_file
 
     if Path(args.output).suffix.lower() != ".onnx":
         raise UsageError(f"the ONNX file must end in .onnx, got {args.output!r}")
     out = check_output_file(args.output, "ONNX file", inputs=[args.model] if args.model else ())
     try:
-        _require_onnx()
+        require_onnx()
     except ImportError as exc:
         raise UsageError(str(exc)) from None
     export_onnx(args.model, out, temperature=args.temperature)

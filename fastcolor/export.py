@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["OnnxColorizer", "export_onnx", "OPSET", "INPUT_NAME", "OUTPUT_NAME"]
+__all__ = ["OnnxColorizer", "export_onnx", "require_onnx", "OPSET", "INPUT_NAME", "OUTPUT_NAME"]
 
 OPSET = 17
 INPUT_NAME = "light"
@@ -46,7 +46,8 @@ OUTPUT_NAME = "chroma"
 _FLOAT32_MAX = 3.4028234663852886e38
 
 
-def _require_onnx():
+def require_onnx():
+    """The onnx module; ImportError saying how to install it when it is missing."""
     try:
         import onnx  # noqa: F401
     except ImportError:
@@ -141,7 +142,7 @@ def export_onnx(model, output, temperature=None, opset=OPSET):
     from .color.spaces import color_space
     from .inference import DEFAULT_INPUT_SIZE, DEFAULT_TEMPERATURE
 
-    onnx = _require_onnx()
+    onnx = require_onnx()
     output = Path(output)
     if output.suffix.lower() != ".onnx":
         raise ValueError(f"the ONNX file must end in .onnx, got {str(output)!r}")
