@@ -38,6 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .ops.functional import check_temperature
+
 __all__ = ["OnnxColorizer", "export_onnx", "require_onnx", "OPSET", "INPUT_NAME", "OUTPUT_NAME"]
 
 OPSET = 17
@@ -56,16 +58,6 @@ def require_onnx():
     return onnx
 
 
-def _check_temperature(temperature):
-    try:
-        t = float(temperature)
-    except (TypeError, ValueError):
-        raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}") from None
-    if not 0 <= t < float("inf"):
-        raise ValueError(f"temperature must be a finite number >= 0, got {t}")
-    return t
-
-
 class OnnxColorizer(nn.Module):
     """Normalised lightness (N, 1, H, W) -> chroma at the network's output
     resolution, in operators the ONNX exporter maps to standard ones.
@@ -80,7 +72,7 @@ class OnnxColorizer(nn.Module):
         self.network = network
         self.input_multiple = int(network.input_multiple)
         self.output_stride = int(network.output_stride)
-        self.temperature = _check_temperature(temperature)
+        self.temperature = check_temperature(temperature, "export")
         if (centres is None) == (scale is None):
             raise ValueError("give centres (a classification model) or scale (an L2 model), not both")
         self.scale = None if scale is None else float(scale)
@@ -147,11 +139,12 @@ def export_onnx(model, output, temperature=None, opset=OPSET):
     if output.suffix.lower() != ".onnx":
         raise ValueError(f"the ONNX file must end in .onnx, got {str(output)!r}")
     if temperature is not None:
-        temperature = _check_temperature(temperature)
+        temperature = check_temperature(temperature, "export")
     network, centres, scale, meta, space, name = _load(model)
     if scale is not None and temperature is not None:
         raise ValueError(f"{name} is an L2 model (it regresses chroma): it has no temperature to set")
-    t = _check_temperature(meta.get("temperature", DEFAULT_TEMPERATURE) if temperature is None else temperature)
+    t = check_temperature(meta.get("temperature", DEFAULT_TEMPERATURE) if temperature is None else temperature,
+                          "export")
     wrapper = OnnxColorizer(network, centres, t, scale)
     training = network.training
     device = next(network.parameters()).device

@@ -88,3 +88,15 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def l2_model_file(tmp_path_factory):
+    """A tiny untrained L2 model (ColorUNet width 0.25 regressing Lab ab / 100, input size 64)."""
+    from fastcolor.models import Regression, build_model, save_model
+
+    torch.manual_seed(7)
+    path = tmp_path_factory.mktemp("model") / "l2.safetensors"
+    save_model(path, build_model("colorunet", 2, width=0.25), meta={"loss": "l2", "input_size": 64},
+               regression=Regression("lab", 100.0))
+    return path

@@ -23,7 +23,7 @@ from fastcolor import Codebook
 from fastcolor.atomic import atomic_path, remove_stale_temp_files, temp_prefix, write_bytes_atomic
 from fastcolor.cli import PASS_THROUGH, command_parsers, main
 from fastcolor.errors import run
-from fastcolor.models import Regression, build_model, save_model
+from fastcolor.models import build_model, save_model
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -37,15 +37,6 @@ def model_file(tmp_path_factory):
     model = build_model("eccv16", 313, width=0.125)
     path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
     save_model(path, model, Codebook.zhang313(), {"input_size": 64, "temperature": 0.38})
-    return path
-
-
-@pytest.fixture(scope="module")
-def l2_model_file(tmp_path_factory):
-    torch.manual_seed(7)
-    path = tmp_path_factory.mktemp("model") / "l2.safetensors"
-    save_model(path, build_model("colorunet", 2, width=0.25), meta={"loss": "l2", "input_size": 64},
-               regression=Regression("lab", 100.0))
     return path
 
 

@@ -17,7 +17,7 @@ from fastcolor import Codebook, ops
 from fastcolor.cli import main
 from fastcolor.export import INPUT_NAME, OUTPUT_NAME, export_onnx
 from fastcolor.inference import Colorizer, bundled_model_path
-from fastcolor.models import Regression, build_model, load_model, predict_padded, save_model
+from fastcolor.models import build_model, load_model, predict_padded, save_model
 
 REPO = Path(__file__).resolve().parents[1]
 TOL = 1e-2  # ab (or UV) units
@@ -90,15 +90,6 @@ def yuv_model(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def l2_model(tmp_path_factory):
-    torch.manual_seed(4)
-    path = tmp_path_factory.mktemp("models") / "l2.safetensors"
-    save_model(path, build_model("colorunet", 2, width=0.25), meta={"loss": "l2", "input_size": 64},
-               regression=Regression("lab", 100.0))
-    return path
-
-
-@pytest.fixture(scope="module")
 def bundled_onnx(tmp_path_factory):
     return export_onnx(None, tmp_path_factory.mktemp("onnx") / "bundled.onnx")
 
@@ -129,9 +120,9 @@ def test_colorunet_matches_fastcolor(yuv_model, tmp_path):
     _compare(export_onnx(yuv_model, tmp_path / "u1.onnx", temperature=1.0), yuv_model, temperature=1.0)
 
 
-def test_l2_model_matches_fastcolor(l2_model, tmp_path):
-    out = export_onnx(l2_model, tmp_path / "l2.onnx")
-    _compare(out, l2_model)
+def test_l2_model_matches_fastcolor(l2_model_file, tmp_path):
+    out = export_onnx(l2_model_file, tmp_path / "l2.onnx")
+    _compare(out, l2_model_file)
     meta = {p.key: p.value for p in onnx.load(out).metadata_props}
     assert meta["loss"] == "l2" and meta["temperature"] == ""
 
@@ -188,9 +179,9 @@ def test_bad_temperature_is_refused(t, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_l2_model_has_no_temperature(l2_model, tmp_path):
+def test_l2_model_has_no_temperature(l2_model_file, tmp_path):
     with pytest.raises(ValueError, match="L2 model"):
-        export_onnx(l2_model, tmp_path / "m.onnx", temperature=0.5)
+        export_onnx(l2_model_file, tmp_path / "m.onnx", temperature=0.5)
 
 
 def test_missing_and_non_model_files(tmp_path):
@@ -241,9 +232,9 @@ def test_cli_export(yuv_model, tmp_path, capsys):
     _compare(out, yuv_model, temperature=0.5)
 
 
-def test_cli_export_refuses_before_loading(l2_model, tmp_path, capsys):
-    assert main(["export", str(l2_model), "-o", str(tmp_path / "m.onnx"), "-t", "0.2"]) == 2
+def test_cli_export_refuses_before_loading(l2_model_file, tmp_path, capsys):
+    assert main(["export", str(l2_model_file), "-o", str(tmp_path / "m.onnx"), "-t", "0.2"]) == 2
     assert "L2 model" in capsys.readouterr().err
-    assert main(["export", str(l2_model), "-o", str(tmp_path / "m.pt")]) == 2
+    assert main(["export", str(l2_model_file), "-o", str(tmp_path / "m.pt")]) == 2
     assert ".onnx" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []

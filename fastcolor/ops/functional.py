@@ -120,6 +120,18 @@ def _k_sigma(k, sigma, bins, op):
     return k_int, sigma
 
 
+def check_temperature(temperature, what="temperature"):
+    """The annealed mean's T as a float: a finite number >= 0 (0: the mode),
+    else ValueError naming what it is for."""
+    try:
+        t = float(temperature)
+    except (TypeError, ValueError):
+        t = None
+    if t is None or not 0 <= t < float("inf"):
+        raise ValueError(f"{what}: temperature must be a finite number >= 0, got {temperature!r}")
+    return t
+
+
 def _not_differentiated(op, **tensors):
     """fastcolor's ops differentiate the logits only. A gradient asked of any
     other tensor would be silently missing on the kernels (and present on the
@@ -327,12 +339,7 @@ def annealed_mean(logits, centres, temperature=0.38, *, backend=None):
     _not_differentiated(op, centres=centres)
     c = _centres(centres, logits, op)
     _logits(logits, c, op)
-    try:
-        temperature = float(temperature)
-    except (TypeError, ValueError):
-        raise ValueError(f"{op}: temperature must be a finite number >= 0, got {temperature!r}") from None
-    if not 0 <= temperature < float("inf"):
-        raise ValueError(f"{op}: temperature must be a finite number >= 0, got {temperature}")
+    temperature = check_temperature(temperature, op)
     if _backend.use_kernels(logits.device.type, backend):
         ab, _ = torch.ops.fastcolor.annealed_mean(logits, c, temperature)
         return ab
