@@ -254,13 +254,12 @@ def _export(args):
 
 
 def _temperature(text):
+    from .ops.functional import check_temperature
+
     try:
-        t = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"temperature must be a number >= 0, got {text!r}") from None
-    if not 0 <= t < float("inf"):
-        raise argparse.ArgumentTypeError(f"temperature must be a finite number >= 0, got {text}")
-    return t
+        return check_temperature(text)
+    except ValueError:  # argparse names the option itself
+        raise argparse.ArgumentTypeError(f"temperature must be a finite number >= 0, got {text!r}") from None
 
 
 def _positive(text):

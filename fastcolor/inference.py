@@ -32,6 +32,7 @@ from .data.transforms import resize
 from .models.modelfile import Regression
 from .nn import AnnealedMeanDecoder
 from .ops.backend import resolve as resolve_backend
+from .ops.functional import check_temperature
 
 __all__ = ["Colorizer", "ColorizeResult", "bundled_model_path", "DEFAULT_TEMPERATURE", "DEFAULT_INPUT_SIZE"]
 
@@ -166,9 +167,7 @@ class Colorizer:
         self.codebook = codebook
         self.meta = meta
         self.autocast = bool(autocast)
-        self.temperature = float(meta.get("temperature", DEFAULT_TEMPERATURE))
-        if not 0 <= self.temperature < float("inf"):
-            raise ValueError(f"the model's temperature must be a finite number >= 0, got {self.temperature}")
+        self.temperature = check_temperature(meta.get("temperature", DEFAULT_TEMPERATURE), "the model's metadata")
         self.input_size = int(meta.get("input_size", DEFAULT_INPUT_SIZE))
         if self.input_size < 8:
             raise ValueError(f"input_size must be at least 8, got {self.input_size}")
@@ -237,9 +236,7 @@ class Colorizer:
         steer = self._steering(len(images), hints, palette, hint_options)
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        t = self.temperature if temperature is None else float(temperature)
-        if not 0 <= t < float("inf"):
-            raise ValueError(f"temperature must be a finite number >= 0, got {t}")
+        t = self.temperature if temperature is None else check_temperature(temperature, "colorize")
         if return_confidence and self.loss == "l2":
             raise ValueError("confidence maps need a classification model; this one regresses chroma (loss='l2')")
         results = []
