@@ -168,7 +168,10 @@ setup(
     package_data={"fastcolor": ["assets/*"]},
     python_requires=">=3.10",
     install_requires=["torch>=2.4", "numpy", "pillow", "safetensors", "tqdm"],
-    extras_require={"test": ["pytest", "pytest-benchmark", "scikit-image"]},
+    extras_require={
+        "test": ["pytest", "pytest-benchmark", "scikit-image", "onnx", "onnxruntime"],
+        "onnx": ["onnx", "onnxruntime"],  # fastcolor export, and running what it writes
+    },
     entry_points={"console_scripts": ["fastcolor=fastcolor.cli:main"]},
     ext_modules=extensions(),
     cmdclass={"build_ext": BuildExt},
