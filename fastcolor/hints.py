@@ -74,8 +74,8 @@ __all__ = ["Hint", "HintOptions", "Palette", "PROPAGATIONS", "PALETTE_MODES", "p
 PROPAGATIONS = ("edge", "gaussian")
 PALETTE_MODES = ("restrict", "bias")
 DEFAULT_STRENGTH = 4.0  # the exponent w at the hint: p * K^4, K of width s, is a kernel of width s/2
-DEFAULT_RADIUS = 0.08  # falloff scale r, in units of the image's shorter side
-DEFAULT_EDGE_SENSITIVITY = 5.0  # step cost sqrt(step^2 + (5 dL)^2): a 0.3 lightness edge costs 1.5 shorter sides
+DEFAULT_RADIUS = 0.32  # falloff scale r, in units of the image's shorter side (tuned: benchmarks/bench_hints.py)
+DEFAULT_EDGE_SENSITIVITY = 1.0  # step cost sqrt(step^2 + dL^2): a 0.3 lightness edge costs 0.3 shorter sides (tuned)
 DEFAULT_SIGMA_FACTOR = 2.0  # kernel width s = 2 x codebook.default_sigma (10 a*b* units for zhang313)
 DEFAULT_PALETTE_DISTANCE_FACTOR = 3.0  # restrict distance = 3 x default_sigma (15 a*b* units)
 DEFAULT_PALETTE_SIZE = 8  # colours taken from a palette image
@@ -200,8 +200,8 @@ class HintOptions:
     propagation: "edge" (geodesic distance guided by the lightness; default)
         or "gaussian" (isotropic Euclidean falloff).
     strength: the exponent w at the hint point [4].
-    radius: falloff scale r, in units of the image's shorter side [0.08].
-    edge_sensitivity: lightness-difference weight of the edge-aware step cost [5].
+    radius: falloff scale r, in units of the image's shorter side [0.32].
+    edge_sensitivity: lightness-difference weight of the edge-aware step cost [1].
     sigma: kernel width s in chroma units [None: 2 x codebook.default_sigma,
         10 a*b* units for zhang313]; the effective width at the hint point
         is s / sqrt(strength).

@@ -49,7 +49,9 @@ def test_edge_aware_hint_stays_on_its_side(colorizer):
     plain = colorizer.colorize(img)
     changes = {}
     for prop in ("edge", "gaussian"):
-        out = colorizer.colorize(img, hints=[(10, 32, "#20a020")], hint_options={"propagation": prop, "radius": 0.6})
+        # the shipped defaults (radius 0.32, edge sensitivity 1): a 0.55 lightness step costs
+        # 0.55 shorter sides, the hint at x = 10 is 0.35 of a side from the edge
+        out = colorizer.colorize(img, hints=[(10, 32, "#20a020")], hint_options={"propagation": prop})
         changes[prop] = (out.chroma - plain.chroma).norm(dim=0)
     # near the hint, both change the colour a lot
     assert changes["edge"][32, 10] > 30 and changes["gaussian"][32, 10] > 30
