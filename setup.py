@@ -165,11 +165,13 @@ setup(
     version="0.1.0",
     description="Learned image colorization with fused CUDA/C++ kernels",
     packages=find_packages(include=["fastcolor", "fastcolor.*"]),
-    package_data={"fastcolor": ["assets/*"]},
+    package_data={"fastcolor": ["assets/*", "serve/*.html"]},
     python_requires=">=3.10",
     install_requires=["torch>=2.4", "numpy", "pillow", "safetensors", "tqdm"],
     extras_require={
-        "test": ["pytest", "pytest-benchmark", "scikit-image", "onnx", "onnxruntime"],
+        "test": ["pytest", "pytest-benchmark", "scikit-image", "onnx", "onnxruntime", "fastapi", "uvicorn", "httpx",
+                 "playwright"],
+        "serve": ["fastapi", "uvicorn"],  # fastcolor serve
         "onnx": ["onnx", "onnxruntime"],  # fastcolor export, and running what it writes
     },
     entry_points={"console_scripts": ["fastcolor=fastcolor.cli:main"]},

@@ -250,6 +250,36 @@ def _export(args):
     return 0
 
 
+def _serve(args):
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError:
+        raise UsageError("fastcolor serve needs fastapi and uvicorn: pip install fastapi uvicorn") from None
+    from .inference import Colorizer
+    from .serve import serve
+
+    colorizer = Colorizer.load(args.model, device=args.device, backend=args.backend)
+    if colorizer.loss == "l2":
+        raise UsageError("fastcolor serve needs a classification model (hints and palettes); this one is L2")
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"fastcolor serve: listening on {args.host}: other machines may reach the page", file=sys.stderr)
+    print(f"fastcolor: the page is at http://{args.host}:{args.port}/ (Ctrl+C stops it)", flush=True)
+    serve(colorizer, host=args.host, port=args.port, max_upload_bytes=args.max_upload_mb * 2**20,
+          max_side=args.max_side)
+    return 0
+
+
+def _port(text):
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a port number 1..65535, got {text!r}") from None
+    if not 1 <= n <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number 1..65535, got {text}")
+    return n
+
+
 # ------------------------------------------------------------------ parser
 
 
@@ -392,6 +422,24 @@ def build_parser():
                    help="annealed-mean temperature fixed in the graph: 0 = the most likely colour, 1 = the "
                         "mean (default: the model's; not for L2 models)")
 
+    p = sub.add_parser(
+        "serve", help="a local web page: colorize a photo, place hints, pick a palette, download",
+        description="Serve a small web page on this machine (127.0.0.1 unless --host says otherwise): "
+                    "drop a photo, move the temperature, click to place colour hints, choose a palette and "
+                    "download the result as PNG. Everything stays in memory; nothing is written to disk.")
+    p.add_argument("--model", metavar="PATH",
+                   help="model.safetensors or a training run directory (default: the bundled model)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="auto = CUDA when available (default)")
+    p.add_argument("--backend", default=None, choices=BACKENDS,
+                   help="kernels (default, where built) or reference (pure PyTorch)")
+    p.add_argument("--host", default="127.0.0.1", metavar="HOST",
+                   help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=_port, default=8000, metavar="PORT", help="port (8000)")
+    p.add_argument("--max-upload-mb", type=_positive, default=20, metavar="MB", help="largest upload (20 MB)")
+    p.add_argument("--max-side", type=_positive, default=1024, metavar="PX",
+                   help="photos are downscaled to at most PX pixels on their longer side (1024)")
+
     for name, (_, text) in PASS_THROUGH.items():
         sub.add_parser(name, help=text, add_help=False)
     return parser
@@ -408,7 +456,8 @@ def _run_command(argv):
     if args.command is None:
         parser.print_help()
         return 2
-    return {"colorize": _colorize, "evaluate": _evaluate, "demo": _demo, "export": _export}[args.command](args)
+    return {"colorize": _colorize, "evaluate": _evaluate, "demo": _demo, "export": _export,
+            "serve": _serve}[args.command](args)
 
 
 def main(argv=None):
@@ -427,7 +476,7 @@ def main(argv=None):
 
 
 def _commands():
-    return {"colorize", "evaluate", "demo", "export", *PASS_THROUGH}
+    return {"colorize", "evaluate", "demo", "export", "serve", *PASS_THROUGH}
 
 
 def command_parsers():

@@ -219,8 +219,19 @@ def _export_cases(t, model, readonly):
     }
 
 
+def _serve_cases(t, model, readonly):
+    (t / "notamodel.safetensors").write_text("x")
+    (t / "emptydir").mkdir(exist_ok=True)
+    return {  # all refused before the server starts
+        "missing model": ["serve", "--model", str(t / "no.safetensors"), "--port", "1"],
+        "not a model": ["serve", "--model", str(t / "notamodel.safetensors"), "--port", "1"],
+        "model is a folder without a model": ["serve", "--model", str(t / "emptydir"), "--port", "1"],
+    }
+
+
 BAD_INPUTS = {"colorize": _colorize_cases, "evaluate": _evaluate_cases, "demo": _demo_cases,
-              "train": _train_cases, "data": _data_cases, "export": _export_cases}
+              "train": _train_cases, "data": _data_cases, "export": _export_cases,
+              "serve": _serve_cases}
 
 
 @pytest.mark.parametrize("command", COMMANDS)

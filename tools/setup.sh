@@ -12,7 +12,15 @@ VENV=${VENV:-.venv}
 
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 pip_install() { "$VENV/bin/python" -m pip install -q --disable-pip-version-check "$@"; }
-pip_install "torch==2.14.1" numpy pillow safetensors tqdm scikit-image pytest pytest-benchmark ninja onnx onnxruntime
+pip_install "torch==2.14.1" numpy pillow safetensors tqdm scikit-image pytest pytest-benchmark ninja onnx onnxruntime \
+  fastapi uvicorn httpx playwright
+# fastcolor serve's browser test drives Debian's chromium (never a Playwright download).
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  echo "fastcolor: installing chromium for the browser test..."
+  { if [ "$(id -u)" = 0 ]; then DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium 2>/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; };
+    elif command -v sudo >/dev/null 2>&1; then sudo -n apt-get update -qq && sudo -n apt-get install -y -qq chromium; fi; } \
+    >/dev/null 2>&1 || echo "fastcolor: could not install chromium; tests/test_serve.py's browser test will skip" >&2
+fi
 
 if [ -z "${CUDA_HOME:-}" ] && [ -x /usr/local/cuda/bin/nvcc ]; then
   export CUDA_HOME=/usr/local/cuda
