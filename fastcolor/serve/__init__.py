@@ -139,8 +139,8 @@ def decode_photo(data, max_side=DEFAULT_MAX_SIDE):
             im = ImageOps.exif_transpose(im)
             im.load()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise ValueError(f"this file is not an image fastcolor can read ({type(exc).__name__}: "
-                         f"{str(exc).splitlines()[0] if str(exc) else 'unreadable'}); "
+        why = "unknown format" if isinstance(exc, UnidentifiedImageError) else (str(exc).splitlines() or ["unreadable"])[0]
+        raise ValueError(f"this file is not an image fastcolor can read ({why}); "
                          "try a PNG, JPEG or WebP photo") from None
     if max(im.size) > max_side:
         im = im.copy()
