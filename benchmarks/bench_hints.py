@@ -51,7 +51,7 @@ from fastcolor import evaluation
 from fastcolor.data.images import find_images, read_image, to_float, to_uint8
 from fastcolor.data.transforms import resize
 from fastcolor.hints import Hint, HintOptions, steer_logits
-from fastcolor.inference import Colorizer, _to_uint8
+from fastcolor.inference import Colorizer
 from fastcolor.models import predict_padded
 
 NS = (0, 1, 2, 5, 10, 20, 50)
@@ -87,7 +87,7 @@ class Prepared:
             if hints:
                 z = steer_logits(z, self.x, [self.size], [hints], None, colorizer.codebook, options)
             chroma = resize(colorizer.decoder(z, temperature=colorizer.temperature), self.size)
-            return _to_uint8(space.join(self.light, chroma)[0])
+            return to_uint8(space.join(self.light, chroma)[0])
 
 
 def sample_hints(photo, n, seed):

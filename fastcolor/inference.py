@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from .color.spaces import color_space
-from .data.images import read_image_float
+from .data.images import read_image_float, to_uint8
 from .data.transforms import resize
 from .models.modelfile import Regression
 from .nn import AnnealedMeanDecoder
@@ -76,7 +76,7 @@ class ColorizeResult:
 
     def gray_rgb(self):
         """uint8 (3, H, W): the input as the network saw it, its lightness with zero chroma."""
-        return _to_uint8(color_space(self.space).join(self.light[None], torch.zeros_like(self.chroma[None]))[0])
+        return to_uint8(color_space(self.space).join(self.light[None], torch.zeros_like(self.chroma[None]))[0])
 
 
 # ------------------------------------------------------------------ input images
@@ -95,10 +95,6 @@ def load_input(image):
 
 
 # ------------------------------------------------------------------ helpers
-
-
-def _to_uint8(x):
-    return (x * 255.0).round_().clamp_(0, 255).to(torch.uint8)
 
 
 def _resolve_device(device):
@@ -233,7 +229,7 @@ class Colorizer:
         if isinstance(images, torch.Tensor) and images.dim() == 4:
             images = list(images)
         images = list(images)
-        steer = self._steering(len(images), hints, palette, hint_options)
+        steer = self.steering(len(images), hints, palette, hint_options)
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         t = self.temperature if temperature is None else check_temperature(temperature, "colorize")
@@ -251,7 +247,7 @@ class Colorizer:
             results += self._colorize_loaded(loaded, t, return_confidence, part)
         return results
 
-    def _steering(self, n, hints, palette, hint_options):
+    def steering(self, n, hints, palette, hint_options):
         """(hints per image, Palette or None, HintOptions) or None when nothing steers."""
         from .hints import HintOptions, Palette, as_hints
 
@@ -321,7 +317,7 @@ class Colorizer:
                 from .hints import project_to_palette
 
                 chroma = project_to_palette(chroma, steer[3], steer[1].restrict_distance(self.codebook))
-            rgb_out = _to_uint8(space.join(light, chroma)[0]).cpu()
+            rgb_out = to_uint8(space.join(light, chroma)[0]).cpu()
             result = ColorizeResult(rgb=rgb_out, alpha=alpha, light=light[0].float().cpu(),
                                     chroma=chroma[0].cpu(), space=self.space)
             if return_confidence:

@@ -65,11 +65,11 @@ class Prepared:
     def render(self, colorizer, temperature=None, hints=None, palette=None, hint_options=None):
         """uint8 (3, H, W): what colorizer.colorize(photo, temperature, hints, palette).rgb gives."""
         from ..data.transforms import resize
-        from ..inference import _to_uint8
+        from ..data.images import to_uint8
         from ..ops.functional import check_temperature
 
         t = colorizer.temperature if temperature is None else check_temperature(temperature, "temperature")
-        steer = colorizer._steering(1, None if not hints else [hints], palette, hint_options)
+        steer = colorizer.steering(1, None if not hints else [hints], palette, hint_options)
         with torch.inference_mode():
             z = self.logits
             if steer is not None:
@@ -81,7 +81,7 @@ class Prepared:
                 from ..hints import project_to_palette
 
                 chroma = project_to_palette(chroma, steer[3], steer[1].restrict_distance(colorizer.codebook))
-            return _to_uint8(colorizer.color_space.join(self.light, chroma)[0]).cpu()
+            return to_uint8(colorizer.color_space.join(self.light, chroma)[0]).cpu()
 
 
 class PhotoCache:
@@ -152,7 +152,7 @@ def decode_photo(data, max_side=DEFAULT_MAX_SIDE):
 def create_app(colorizer, max_upload_bytes=DEFAULT_MAX_UPLOAD_MB * 2**20, max_side=DEFAULT_MAX_SIDE,
                cache=None):
     """The FastAPI app of the page, for one Colorizer (classification model)."""
-    from fastapi import FastAPI, HTTPException, Request
+    from fastapi import FastAPI, Request
     from fastapi.responses import HTMLResponse, JSONResponse, Response
 
     if colorizer.loss == "l2":
