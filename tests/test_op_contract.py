@@ -43,7 +43,10 @@ def _assert_agree(outcomes, atol=1e-4, rtol=1e-4):
             assert a is None and b is None
             continue
         assert a.shape == b.shape and a.dtype == b.dtype
-        torch.testing.assert_close(a, b, atol=atol, rtol=rtol, equal_nan=True)
+        # float32 sums of hundreds of terms: absolute errors scale with the largest magnitude
+        finite = b[torch.isfinite(b)] if b.is_floating_point() else b
+        scale = float(finite.abs().max()) if finite.numel() and b.is_floating_point() else 0.0
+        torch.testing.assert_close(a, b, atol=max(atol, 2e-5 * scale), rtol=rtol, equal_nan=True)
 
 
 def _loss_and_grad(backend, z, ab, c, w, **kw):
