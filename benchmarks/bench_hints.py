@@ -25,7 +25,7 @@ a corner (8, 0.16, 2.5); its results are benchmarks/results/hints_grid1.*.
 The grid below was moved once, on that tuning-half evidence, and not again.
 
 The network runs once per photo: the logits are kept and steered with
-fastcolor.hints.steer_logits, then decoded exactly as Colorizer does (checked
+fastcolor.inference.Prepared (steered and decoded exactly as Colorizer does; checked
 against Colorizer.colorize at start-up). Also timed: Colorizer.colorize of one
 256 x 256 image with 10 hints versus none (CPU, median of repeats).
 
@@ -49,10 +49,8 @@ import torch
 
 from fastcolor import evaluation
 from fastcolor.data.images import find_images, read_image, to_float, to_uint8
-from fastcolor.data.transforms import resize
-from fastcolor.hints import Hint, HintOptions, steer_logits
-from fastcolor.inference import Colorizer
-from fastcolor.models import predict_padded
+from fastcolor.hints import Hint, HintOptions
+from fastcolor.inference import Colorizer, Prepared
 
 NS = (0, 1, 2, 5, 10, 20, 50)
 TUNE_N = 10
@@ -66,28 +64,11 @@ GRID = {
 }
 
 
-class Prepared:
-    """One photo with the network run once: what Colorizer._colorize_loaded computes before steering."""
-
-    def __init__(self, colorizer, photo):
-        self.photo = photo  # uint8 (3, S, S)
-        space = colorizer.color_space
-        with torch.inference_mode():
-            rgb = to_float(photo)[None]
-            self.light = space.lightness(rgb)
-            self.x = resize(space.normalize_light(self.light), (colorizer.input_size, colorizer.input_size))
-            self.logits = predict_padded(colorizer.model, self.x).float()
-        self.size = tuple(self.light.shape[-2:])
-
-    def render(self, colorizer, hints, options):
-        """uint8 (3, S, S): what colorizer.colorize(photo, hints=hints, hint_options=options).rgb gives."""
-        space = colorizer.color_space
-        with torch.inference_mode():
-            z = self.logits
-            if hints:
-                z = steer_logits(z, self.x, [self.size], [hints], None, colorizer.codebook, options)
-            chroma = resize(colorizer.decoder(z, temperature=colorizer.temperature), self.size)
-            return to_uint8(space.join(self.light, chroma)[0])
+def prepare(colorizer, photo):
+    """fastcolor.inference.Prepared for a uint8 (3, S, S) photo, which it keeps as .photo."""
+    prepared = Prepared(colorizer, to_float(photo))
+    prepared.photo = photo
+    return prepared
 
 
 def sample_hints(photo, n, seed):
@@ -109,7 +90,7 @@ def score_set(colorizer, prepared, prior, seeds, n, options):
         preds = []
         for i, p in enumerate(prepared):
             hints = sample_hints(p.photo, max(NS), seed * 100003 + i)[:n]
-            preds.append(p.render(colorizer, hints, options))
+            preds.append(p.render(colorizer, hints=hints, hint_options=options))
         pred = to_float(torch.stack(preds))
         true = to_float(torch.stack([p.photo for p in prepared]))
         s = evaluation.score(pred, true, prior)
@@ -157,17 +138,17 @@ def main(argv=None):
     photos = [to_uint8(evaluation.square_crop(read_image(p)[0], SIZE))[0] for p in paths]
     names = [str(p.relative_to(root)) if p.is_relative_to(root) else str(p) for p in paths]
     print(f"{len(photos)} photos from {root}", file=sys.stderr)
-    prepared = [Prepared(colorizer, ph) for ph in photos]
+    prepared = [prepare(colorizer, ph) for ph in photos]
 
     # The reuse of the logits gives what Colorizer.colorize gives.
     check_hints = sample_hints(photos[0], 10, 1)
     for prop in ("edge", "gaussian"):
         opts = HintOptions(propagation=prop)
         ref = colorizer.colorize(photos[0], hints=check_hints, hint_options=opts).rgb
-        got = prepared[0].render(colorizer, check_hints, opts)
+        got = prepared[0].render(colorizer, hints=check_hints, hint_options=opts)
         diff = int((ref.int() - got.int()).abs().max())
         assert diff <= 1, f"cached render differs from Colorizer.colorize by {diff} ({prop})"
-    assert torch.equal(colorizer.colorize(photos[0]).rgb, prepared[0].render(colorizer, [], HintOptions()))
+    assert torch.equal(colorizer.colorize(photos[0]).rgb, prepared[0].render(colorizer, hints=[], hint_options=HintOptions()))
 
     tune = [p for i, p in enumerate(prepared) if i % 2 == 0]
     report = [p for i, p in enumerate(prepared) if i % 2 == 1]

@@ -34,7 +34,7 @@ from .nn import AnnealedMeanDecoder
 from .ops.backend import resolve as resolve_backend
 from .ops.functional import check_temperature
 
-__all__ = ["Colorizer", "ColorizeResult", "bundled_model_path", "DEFAULT_TEMPERATURE", "DEFAULT_INPUT_SIZE"]
+__all__ = ["Colorizer", "ColorizeResult", "Prepared", "bundled_model_path", "DEFAULT_TEMPERATURE", "DEFAULT_INPUT_SIZE"]
 
 DEFAULT_TEMPERATURE = 0.38  # the paper's annealed-mean temperature
 DEFAULT_INPUT_SIZE = 256  # the network sees input_size x input_size lightness
@@ -325,3 +325,40 @@ class Colorizer:
                 result.confidence_ratio = resize(c2[i:i + 1], full)[0, 0].clamp_min_(1).cpu()
             results.append(result)
         return results
+
+
+class Prepared:
+    """One photo with the network run once: the lightness, the network input
+    and its logits (what Colorizer._colorize_loaded computes before steering),
+    so that hints, palettes and temperatures can be tried without running the
+    network again (the web page and benchmarks/bench_hints.py do)."""
+
+    def __init__(self, colorizer, rgb):
+        from .models import predict_padded
+
+        space = colorizer.color_space
+        with torch.inference_mode():
+            self.light = space.lightness(rgb[None].to(colorizer.device))
+            n = colorizer.input_size
+            self.x = resize(space.normalize_light(self.light), (n, n))
+            self.logits = predict_padded(colorizer.model, self.x).float()
+        if not torch.isfinite(self.logits).all():
+            raise FloatingPointError("the network's output holds NaN/inf values; the model is not usable")
+        self.size = tuple(self.light.shape[-2:])
+
+    def render(self, colorizer, temperature=None, hints=None, palette=None, hint_options=None):
+        """uint8 (3, H, W): what colorizer.colorize(photo, temperature, hints, palette).rgb gives."""
+        t = colorizer.temperature if temperature is None else check_temperature(temperature, "temperature")
+        steer = colorizer.steering(1, None if not hints else [hints], palette, hint_options)
+        with torch.inference_mode():
+            z = self.logits
+            if steer is not None:
+                from .hints import steer_logits
+
+                z = steer_logits(z, self.x, [self.size], steer[0], steer[1], colorizer.codebook, steer[2], steer[3])
+            chroma = resize(colorizer.decoder(z, temperature=t), self.size)
+            if steer is not None and steer[1] is not None and steer[1].mode == "restrict":
+                from .hints import project_to_palette
+
+                chroma = project_to_palette(chroma, steer[3], steer[1].restrict_distance(colorizer.codebook))
+            return to_uint8(colorizer.color_space.join(self.light, chroma)[0]).cpu()

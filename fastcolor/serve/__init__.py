@@ -32,7 +32,7 @@ import time
 import uuid
 from pathlib import Path
 
-import torch
+from ..inference import Prepared
 
 __all__ = ["PhotoCache", "Prepared", "create_app", "serve", "DEFAULT_MAX_UPLOAD_MB", "DEFAULT_MAX_SIDE"]
 
@@ -42,46 +42,6 @@ DEFAULT_CACHE_ITEMS = 8
 DEFAULT_CACHE_AGE_S = 600.0
 MAX_HINTS = 200
 PAGE = Path(__file__).with_name("page.html")
-
-
-class Prepared:
-    """One photo with the network run once: the lightness, the network input
-    and its logits (what Colorizer._colorize_loaded computes before steering)."""
-
-    def __init__(self, colorizer, rgb):
-        from ..data.transforms import resize
-        from ..models import predict_padded
-
-        space = colorizer.color_space
-        with torch.inference_mode():
-            self.light = space.lightness(rgb[None].to(colorizer.device))
-            n = colorizer.input_size
-            self.x = resize(space.normalize_light(self.light), (n, n))
-            self.logits = predict_padded(colorizer.model, self.x).float()
-        if not torch.isfinite(self.logits).all():
-            raise FloatingPointError("the network's output holds NaN/inf values; the model is not usable")
-        self.size = tuple(self.light.shape[-2:])
-
-    def render(self, colorizer, temperature=None, hints=None, palette=None, hint_options=None):
-        """uint8 (3, H, W): what colorizer.colorize(photo, temperature, hints, palette).rgb gives."""
-        from ..data.transforms import resize
-        from ..data.images import to_uint8
-        from ..ops.functional import check_temperature
-
-        t = colorizer.temperature if temperature is None else check_temperature(temperature, "temperature")
-        steer = colorizer.steering(1, None if not hints else [hints], palette, hint_options)
-        with torch.inference_mode():
-            z = self.logits
-            if steer is not None:
-                from ..hints import steer_logits
-
-                z = steer_logits(z, self.x, [self.size], steer[0], steer[1], colorizer.codebook, steer[2], steer[3])
-            chroma = resize(colorizer.decoder(z, temperature=t), self.size)
-            if steer is not None and steer[1] is not None and steer[1].mode == "restrict":
-                from ..hints import project_to_palette
-
-                chroma = project_to_palette(chroma, steer[3], steer[1].restrict_distance(colorizer.codebook))
-            return to_uint8(colorizer.color_space.join(self.light, chroma)[0]).cpu()
 
 
 class PhotoCache:
