@@ -1,17 +1,25 @@
 """Colour hints and palettes that act on the predicted colour distribution.
 
 A classification model predicts, at every pixel x, logits z_q(x) over the Q
-chroma bins c_q of its codebook. A hint (a point or a stroke with a colour h,
-its chroma ab_h) multiplies the class probabilities near it by a kernel
-around the hinted colour, raised to a weight w(x) in [0, strength] that falls
-off with distance (and, with propagation="edge", across lightness edges):
+chroma bins c_q of its codebook. Hints (points or strokes, each with a colour
+whose chroma is ab_k) steer that distribution: each pixel gets a target
+chroma t(x), an average of the hint colours, and a weight W(x) in
+[0, sum of the strengths] that falls off with distance from the hints, and
+its class probabilities are multiplied by a kernel around the target raised
+to that weight:
 
-    p_q(x) <- p_q(x) * exp(-|c_q - ab_h|^2 / 2 s^2) ^ w(x),   renormalised,
+    p_q(x) <- p_q(x) * exp(-|c_q - t(x)|^2 / 2 s^2) ^ W(x),   renormalised,
 
-done in log space: z_q(x) += w(x) * (-|c_q - ab_h|^2 / 2 s^2). Several hints
-add up (their kernels multiply). The annealed mean then decodes at the
-temperature T as usual. No retraining: any classification model works; an L2
-model has no distribution (ValueError).
+done in log space: z_q(x) += W(x) * (-|c_q - t(x)|^2 / 2 s^2). With
+
+    W(x) = sum_k w_k(x),   t(x) = sum_k pi_k(x) ab_k,
+
+w_k the falloff of hint k (below) and pi_k(x) its share of the pixel (the
+hints compete for each pixel; weights summing to 1). When the shares are
+proportional to the falloffs (the Gaussian propagation) this is the product
+of one kernel per hint, exp(-|c_q - ab_k|^2 / 2 s^2) ^ w_k(x). The annealed
+mean then decodes at the temperature T as usual. No retraining: any
+classification model works; an L2 model has no distribution (ValueError).
 
     colorizer.colorize("photo.jpg", hints=[(120, 80, "#2e8b57"),
                                            Hint.stroke([(10, 10), (60, 12)], "#cc2222")],
@@ -26,21 +34,34 @@ gives a light green.
 Coordinates: pixels of the image as displayed (after EXIF rotation), x to
 the right in [0, W), y down in [0, H); pixel (x, y) covers [x, x+1) x [y, y+1).
 
-The weight map lives at the logits' resolution (the network input
-input_size x input_size, divided by the network's stride; at most 64 x 64,
-bilinearly upsampled beyond that). Distances are measured in units of the
-image's shorter side, in displayed-image geometry, so a radius means the same
-on any image and aspect ratio:
+The maps live at the logits' resolution (the network input input_size x
+input_size, divided by the network's stride; at most 64 x 64, bilinearly
+upsampled beyond that). Distances are measured in units of the image's
+shorter side, in displayed-image geometry, so a radius means the same on any
+image and aspect ratio. The falloff is
 
-* ``propagation="gaussian"``: w = strength * exp(-d^2 / 2 r^2), d the
-  Euclidean distance to the hint (to the nearest point of a stroke).
-* ``propagation="edge"`` (default): the same with d the geodesic distance on
-  the grid of logit pixels (8-neighbours), a step costing
-  sqrt(step^2 + (edge_sensitivity * dL)^2), dL the difference of lightness
-  (normalised to [0, 1]: L*/100 or Y) between the two cells. A hint fills the
-  region of similar lightness it lands on and stops at strong edges.
+    w_k(x) = strength_k * exp(-d_k(x)^2 / 2 r^2),   0 beyond d_k = 3 r,
 
-Both cut off at d = 3 r (w = 0 beyond).
+* ``propagation="gaussian"``: d_k the Euclidean distance to the hint (to the
+  nearest point of a stroke); the shares pi_k(x) proportional to
+  strength_k * exp(-d_k^2 / 2 r^2) (no cutoff): an isotropic falloff that
+  knows nothing of the photo.
+* ``propagation="edge"`` (default): d_k the geodesic distance on the grid of
+  logit pixels (8-neighbours), a step costing sqrt(step^2 + (edge_sensitivity
+  * dL)^2), dL the difference of lightness (normalised to [0, 1]: L*/100 or
+  Y) between the two cells, so a hint fills the region of similar lightness
+  it lands on and stops at strong edges; and the shares also weigh how much
+  the pixel looks like the hint's own cells (its seeds: the cells the hint
+  point or stroke lies on): pi_k(x) proportional to
+
+      strength_k * exp(-d_k^2 / 2 r^2) * exp(-min_s [(L(x) - L_s)^2 / 2 sl^2 + (C(x) - C_s)^2 / 2 sc^2]),
+
+  the minimum over the hint's seed cells s, L the cell's lightness, C its
+  local contrast (the standard deviation of the network input's lightness
+  within the cell, averaged over the 5 x 5 cells around it), sl =
+  ``lightness_sigma``, sc = ``contrast_sigma`` (0 turns a term off). Where
+  several hints reach a pixel, the one whose seeds match its lightness and
+  texture wins it, instead of the colours being averaged.
 
 Palettes (``Palette``): colours for the whole image, given as hex or taken
 from an image (its k most frequent codebook bins).
@@ -68,18 +89,21 @@ import re
 import torch
 import torch.nn.functional as F
 
-__all__ = ["Hint", "HintOptions", "Palette", "PROPAGATIONS", "PALETTE_MODES", "parse_color", "as_hints", "check_inside",
-           "project_to_palette", "steer_logits", "weight_maps"]
+from .hint_maps import CUTOFF, check_inside, local_contrast, weight_maps
+
+__all__ = ["CUTOFF", "Hint", "HintOptions", "Palette", "PROPAGATIONS", "PALETTE_MODES", "parse_color", "as_hints", "check_inside",
+           "local_contrast", "project_to_palette", "steer_logits", "weight_maps"]
 
 PROPAGATIONS = ("edge", "gaussian")
 PALETTE_MODES = ("restrict", "bias")
 DEFAULT_STRENGTH = 4.0  # the exponent w at the hint: p * K^4, K of width s, is a kernel of width s/2
 DEFAULT_RADIUS = 0.32  # falloff scale r, in units of the image's shorter side (tuned: benchmarks/bench_hints.py)
 DEFAULT_EDGE_SENSITIVITY = 1.0  # step cost sqrt(step^2 + dL^2): a 0.3 lightness edge costs 0.3 shorter sides (tuned)
+DEFAULT_LIGHTNESS_SIGMA = 0.07  # edge shares: lightness similarity to the hint's cells, in [0, 1] lightness (tuned)
+DEFAULT_CONTRAST_SIGMA = 0.02  # edge shares: local-contrast similarity, in [0, 1] lightness std (tuned)
 DEFAULT_SIGMA_FACTOR = 2.0  # kernel width s = 2 x codebook.default_sigma (10 a*b* units for zhang313)
 DEFAULT_PALETTE_DISTANCE_FACTOR = 3.0  # restrict distance = 3 x default_sigma (15 a*b* units)
 DEFAULT_PALETTE_SIZE = 8  # colours taken from a palette image
-CUTOFF = 3.0  # w = 0 beyond 3 r
 MAX_GRID = 64  # weight maps are computed on at most 64 x 64 cells
 MASKED = -1e30  # logit of a bin a palette excludes: exp underflows to exactly 0 at any T
 
@@ -202,6 +226,10 @@ class HintOptions:
     strength: the exponent w at the hint point [4].
     radius: falloff scale r, in units of the image's shorter side [0.32].
     edge_sensitivity: lightness-difference weight of the edge-aware step cost [1].
+    lightness_sigma, contrast_sigma: how sharply the edge-aware shares prefer
+        the hint whose cells match a pixel's lightness [0.07] and local
+        contrast [0.02] (normalised lightness units; 0: no preference).
+        The Gaussian propagation ignores them.
     sigma: kernel width s in chroma units [None: 2 x codebook.default_sigma,
         10 a*b* units for zhang313]; the effective width at the hint point
         is s / sqrt(strength).
@@ -211,13 +239,15 @@ class HintOptions:
     strength: float = DEFAULT_STRENGTH
     radius: float = DEFAULT_RADIUS
     edge_sensitivity: float = DEFAULT_EDGE_SENSITIVITY
+    lightness_sigma: float = DEFAULT_LIGHTNESS_SIGMA
+    contrast_sigma: float = DEFAULT_CONTRAST_SIGMA
     sigma: float | None = None
 
     def __post_init__(self):
         if self.propagation not in PROPAGATIONS:
             raise ValueError(f"propagation must be one of {PROPAGATIONS}, got {self.propagation!r}")
         for name, positive in (("strength", False), ("radius", True), ("edge_sensitivity", False),
-                               ("sigma", True)):
+                               ("lightness_sigma", False), ("contrast_sigma", False), ("sigma", True)):
             value = getattr(self, name)
             if value is None and name == "sigma":
                 continue
@@ -319,107 +349,6 @@ def _rgb_chroma(colors, space):
     return space.chroma(rgb)[0, :, :, 0].t().contiguous()  # (P, 2)
 
 
-# ------------------------------------------------------------------ weight maps
-
-
-def _grid_geometry(size, grid):
-    """Cell centres of a (gh, gw) grid over an (H, W) image, in shorter-side units: (ys (gh,), xs (gw,))."""
-    (H, W), (gh, gw) = size, grid
-    unit = float(min(H, W))
-    ys = (torch.arange(gh, dtype=torch.float32) + 0.5) * (H / gh) / unit
-    xs = (torch.arange(gw, dtype=torch.float32) + 0.5) * (W / gw) / unit
-    return ys, xs
-
-
-def _polyline_distances(hints, size, grid):
-    """(K, gh, gw) Euclidean distance (shorter-side units) of each cell centre to each hint."""
-    H, W = size
-    unit = float(min(H, W))
-    ys, xs = _grid_geometry(size, grid)
-    cells = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1).reshape(-1, 2)  # (G, 2) as (x, y)
-    starts, ends, owner = [], [], []
-    for k, hint in enumerate(hints):
-        pts = [((x + 0.5) / unit, (y + 0.5) / unit) for x, y in hint.points]
-        segs = list(zip(pts[:-1], pts[1:])) or [(pts[0], pts[0])]
-        for a, b in segs:
-            starts.append(a)
-            ends.append(b)
-            owner.append(k)
-    a = torch.tensor(starts)[:, None, :]  # (S, 1, 2)
-    ab = torch.tensor(ends)[:, None, :] - a
-    t = (((cells[None] - a) * ab).sum(-1) / (ab * ab).sum(-1).clamp_min(1e-12)).clamp(0, 1)  # (S, G)
-    d = (cells[None] - (a + t[..., None] * ab)).norm(dim=-1)
-    out = torch.full((len(hints), d.shape[1]), float("inf"))
-    out.scatter_reduce_(0, torch.tensor(owner)[:, None].expand_as(d), d, "amin")
-    return out.reshape(len(hints), *grid)
-
-
-_NEIGHBOURS = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
-
-
-def _geodesic(seeds, light, size, options):
-    """Geodesic distances from seed distances (K, gh, gw) (inf = not a seed),
-    step cost sqrt(step^2 + (edge_sensitivity dL)^2), relaxed until stable or
-    until every path shorter than the cutoff is found."""
-    K, gh, gw = seeds.shape
-    H, W = size
-    dy, dx = H / gh / min(H, W), W / gw / min(H, W)
-    lp = F.pad(light[None, None], (1, 1, 1, 1), mode="replicate")[0, 0]
-    costs = []
-    for oy, ox in _NEIGHBOURS:
-        step2 = (oy * dy) ** 2 + (ox * dx) ** 2
-        dl = light - lp[1 + oy:1 + oy + gh, 1 + ox:1 + ox + gw]
-        c = torch.sqrt(step2 + (options.edge_sensitivity * dl) ** 2)
-        valid = torch.zeros(gh + 2, gw + 2, dtype=torch.bool)
-        valid[1:-1, 1:-1] = True
-        c = torch.where(valid[1 + oy:1 + oy + gh, 1 + ox:1 + ox + gw], c, float("inf"))
-        costs.append(c)
-    costs = torch.stack(costs)[:, None]  # (8, 1, gh, gw): the cost from the neighbour to the cell
-    limit = CUTOFF * options.radius
-    steps = min(int(math.ceil(limit / min(dx, dy))) + 1, gh * gw)
-    d = seeds
-    for _ in range(steps):
-        dp = F.pad(d[None], (1, 1, 1, 1), value=float("inf"))[0]
-        nb = torch.stack([dp[:, 1 + oy:1 + oy + gh, 1 + ox:1 + ox + gw] for oy, ox in _NEIGHBOURS])
-        new = torch.minimum(d, (nb + costs).amin(0))
-        if torch.equal(new, d):
-            break
-        d = new
-    return d
-
-
-def check_inside(hints, size):
-    """ValueError naming the first hint with a point outside an (H, W) image."""
-    H, W = size
-    for i, hint in enumerate(hints):
-        for x, y in hint.points:
-            if not (0 <= x < W and 0 <= y < H):
-                raise ValueError(f"hint {i} ({hint}) lies outside the image: x must be in [0, {W}) and "
-                                 f"y in [0, {H}) (pixels of the image as displayed, after EXIF rotation)")
-
-
-def weight_maps(hints, light, size, options):
-    """(K, gh, gw) weights w_k in [0, strength_k] of hints on a grid.
-
-    light: (gh, gw) lightness normalised to [0, 1] at the grid's resolution.
-    size: (H, W) of the displayed image the hint coordinates refer to.
-    """
-    check_inside(hints, size)
-    grid = tuple(light.shape)
-    d = _polyline_distances(hints, size, grid)
-    if options.propagation == "edge":
-        ys, xs = _grid_geometry(size, grid)
-        half_diag = 0.5 * math.hypot(float(ys[1] - ys[0]) if grid[0] > 1 else 0.0,
-                                     float(xs[1] - xs[0]) if grid[1] > 1 else 0.0) + 1e-6
-        seeds = torch.where(d <= half_diag, d, float("inf"))
-        d = _geodesic(seeds, light.float(), size, options)
-    r = options.radius
-    w = torch.exp(-d * d / (2 * r * r))
-    w = torch.where(d <= CUTOFF * r, w, 0.0)
-    strength = torch.tensor([options.strength if h.strength is None else h.strength for h in hints])
-    return w * strength[:, None, None]
-
-
 # ------------------------------------------------------------------ steering the logits
 
 
@@ -462,13 +391,21 @@ def steer_logits(logits, light, sizes, hints, palette, codebook, options, palett
     for i, image_hints in enumerate(hints):
         if not image_hints:
             continue
-        lg = F.interpolate(light[i:i + 1].float().cpu(), size=grid, mode="area")[0, 0]
-        wm = weight_maps(image_hints, lg, sizes[i], options)  # (K, gh, gw)
+        li = light[i, 0].float().cpu()
+        lg = F.interpolate(li[None, None], size=grid, mode="area")[0, 0]
+        contrast = local_contrast(li, grid) if options.propagation == "edge" else None
+        wm, shares = weight_maps(image_hints, lg, sizes[i], options, contrast)  # (K, gh, gw) each
+        targets = _rgb_chroma([hint.color for hint in image_hints], space)  # (K, 2)
+        weight = wm.sum(0)[None]  # (1, gh, gw): W
+        target = torch.einsum("khw,kc->chw", shares, targets)  # (2, gh, gw): t
         if grid != (h, w):
-            wm = F.interpolate(wm[None], size=(h, w), mode="bilinear", align_corners=False)[0]
-        targets = _rgb_chroma([hint.color for hint in image_hints], space).to(device)
-        lk = _log_kernel(centres, targets, options.kernel_sigma(codebook))  # (K, Q)
-        z[i] += torch.einsum("khw,kq->qhw", wm.to(device), lk)
+            up = F.interpolate(torch.cat([weight, target])[None], size=(h, w), mode="bilinear", align_corners=False)[0]
+            weight, target = up[:1], up[1:]
+        sigma = options.kernel_sigma(codebook)
+        c = centres.double()
+        tt = target.to(device).double()
+        sq = (c * c).sum(1)[:, None, None] - 2 * torch.einsum("qc,chw->qhw", c, tt) + (tt * tt).sum(0)[None]
+        z[i] += (weight.to(device).double() * (-sq.clamp_min(0) / (2 * sigma * sigma))).to(z.dtype)
     if palette is not None:
         targets = (palette.chroma(codebook) if palette_chroma is None else palette_chroma).to(device)
         if palette.mode == "bias":

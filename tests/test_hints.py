@@ -10,7 +10,7 @@ from PIL import Image
 from fastcolor import Codebook
 from fastcolor.cli import main
 from fastcolor.color.spaces import color_space
-from fastcolor.hints import Hint, HintOptions, Palette, project_to_palette
+from fastcolor.hints import Hint, HintOptions, Palette, local_contrast, project_to_palette, steer_logits, weight_maps
 from fastcolor.inference import Colorizer
 from fastcolor.models import Regression, build_model
 
@@ -86,6 +86,70 @@ def test_stroke(colorizer):
     d = (out.chroma - plain.chroma).norm(dim=0)
     assert d[32, 4:60].min() > 30  # along the whole stroke
     assert d[2, 32] < 1e-3 and d[62, 32] < 1e-3  # not far off it
+
+
+def _shares_check(w, shares):
+    reached = w.sum(0) > 0
+    assert ((shares >= 0) & (shares <= 1 + 1e-6)).all()
+    assert torch.allclose(shares.sum(0)[reached], torch.ones(int(reached.sum())), atol=1e-5)
+
+
+def test_edge_shares_follow_lightness():
+    # dark | bright | dark: the right dark band is nearer (geodesically) to the blue hint on the
+    # bright band, but looks like the red hint's cells: the lightness term gives it to red
+    light = torch.full((16, 24), 0.8)
+    light[:, :8] = 0.25
+    light[:, 16:] = 0.25
+    hints = [Hint.point(10, 32, "#c02020"), Hint.point(48, 32, "#2040d0")]
+    w, shares = weight_maps(hints, light, (64, 96), HintOptions(radius=1.0))
+    w0, shares0 = weight_maps(hints, light, (64, 96), HintOptions(radius=1.0, lightness_sigma=0, contrast_sigma=0))
+    _shares_check(w, shares)
+    _shares_check(w0, shares0)
+    assert torch.equal(w, w0)  # the shares do not change the falloffs
+    assert shares[0][:, 18:].min() > 0.99
+    assert shares0[1][:, 18:].min() > 0.5
+    assert shares[1][:, 9:15].min() > 0.99 and shares[0][:, :7].min() > 0.99  # each keeps its own band
+    # the Gaussian shares know nothing of the photo: nearer wins, whatever the lightness
+    wg, sg = weight_maps(hints, light, (64, 96), HintOptions("gaussian", radius=1.0))
+    _shares_check(wg, sg)
+    assert sg[1][:, 18:].min() > 0.5
+
+
+def test_edge_shares_follow_local_contrast():
+    # the same mean lightness everywhere; a checkerboard texture on the left and right thirds
+    full = torch.full((64, 96), 0.5)
+    yy, xx = torch.meshgrid(torch.arange(64), torch.arange(96), indexing="ij")
+    checker = torch.where((yy + xx) % 2 == 0, 0.3, 0.7)
+    full = torch.where((xx < 32) | (xx >= 64), checker, full)
+    grid = (16, 24)
+    light = torch.nn.functional.interpolate(full[None, None], size=grid, mode="area")[0, 0]
+    contrast = local_contrast(full, grid)
+    assert torch.allclose(contrast[:, :6], torch.full((16, 6), 0.2), atol=1e-5)
+    assert contrast[:, 10:14].abs().max() < 1e-5
+    hints = [Hint.point(10, 32, "#c02020"), Hint.point(48, 32, "#2040d0")]
+    w, shares = weight_maps(hints, light, (64, 96), HintOptions(radius=1.0), contrast)
+    _, shares0 = weight_maps(hints, light, (64, 96), HintOptions(radius=1.0, contrast_sigma=0), contrast)
+    _shares_check(w, shares)
+    assert shares[0][:, 20:].min() > 0.99  # the right texture goes to the hint on the left texture
+    assert shares0[1][:, 20:].min() > 0.5  # without the contrast term, to the nearer flat-region hint
+
+
+def test_gaussian_is_the_product_of_kernels():
+    # shares = falloffs (all hints within 3 r): p <- p * prod_k K_k ^ w_k, renormalised
+    codebook = Codebook.zhang313()
+    g = torch.Generator().manual_seed(11)
+    logits = torch.randn(1, len(codebook), 12, 18, generator=g) * 3
+    light = torch.rand(1, 1, 48, 72, generator=g)
+    hints = [Hint.point(5, 7, "#c02020"), Hint.point(40, 30, "#2040d0", strength=2.5),
+             Hint.stroke([(60, 5), (70, 40)], "#20a020")]
+    options = HintOptions("gaussian", radius=1.0)
+    steered = steer_logits(logits, light, [(48, 72)], [hints], None, codebook, options)
+    lg = torch.nn.functional.interpolate(light, size=(12, 18), mode="area")[0, 0]
+    w, _ = weight_maps(hints, lg, (48, 72), options)
+    ab = torch.stack([_ab("#c02020"), _ab("#2040d0"), _ab("#20a020")])
+    lk = -torch.cdist(ab.double(), codebook.centres.double()).pow(2) / (2 * options.kernel_sigma(codebook) ** 2)
+    expected = logits.double() + torch.einsum("khw,kq->qhw", w.double(), lk)[None]
+    assert torch.allclose(torch.softmax(steered.double(), 1), torch.softmax(expected, 1), atol=1e-5)
 
 
 def test_palette_restrict_guarantee(colorizer):

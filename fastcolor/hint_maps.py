@@ -1,0 +1,151 @@
+"""The maps a set of hints makes on the grid of logit pixels (fastcolor.hints
+describes the method): each hint's falloff w_k, Euclidean or geodesic
+(guided by the lightness), and its share pi_k of each cell.
+
+Distances are in units of the image's shorter side, in displayed-image
+geometry; the falloff is 0 beyond CUTOFF radii.
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["CONTRAST_WINDOW", "CUTOFF", "check_inside", "local_contrast", "weight_maps"]
+
+CUTOFF = 3.0  # w = 0 beyond 3 r
+CONTRAST_WINDOW = 5  # local contrast averaged over 5 x 5 cells
+
+
+def _grid_geometry(size, grid):
+    """Cell centres of a (gh, gw) grid over an (H, W) image, in shorter-side units: (ys (gh,), xs (gw,))."""
+    (H, W), (gh, gw) = size, grid
+    unit = float(min(H, W))
+    ys = (torch.arange(gh, dtype=torch.float32) + 0.5) * (H / gh) / unit
+    xs = (torch.arange(gw, dtype=torch.float32) + 0.5) * (W / gw) / unit
+    return ys, xs
+
+
+def _polyline_distances(hints, size, grid):
+    """(K, gh, gw) Euclidean distance (shorter-side units) of each cell centre to each hint."""
+    H, W = size
+    unit = float(min(H, W))
+    ys, xs = _grid_geometry(size, grid)
+    cells = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1).reshape(-1, 2)  # (G, 2) as (x, y)
+    starts, ends, owner = [], [], []
+    for k, hint in enumerate(hints):
+        pts = [((x + 0.5) / unit, (y + 0.5) / unit) for x, y in hint.points]
+        segs = list(zip(pts[:-1], pts[1:])) or [(pts[0], pts[0])]
+        for a, b in segs:
+            starts.append(a)
+            ends.append(b)
+            owner.append(k)
+    a = torch.tensor(starts)[:, None, :]  # (S, 1, 2)
+    ab = torch.tensor(ends)[:, None, :] - a
+    t = (((cells[None] - a) * ab).sum(-1) / (ab * ab).sum(-1).clamp_min(1e-12)).clamp(0, 1)  # (S, G)
+    d = (cells[None] - (a + t[..., None] * ab)).norm(dim=-1)
+    out = torch.full((len(hints), d.shape[1]), float("inf"))
+    out.scatter_reduce_(0, torch.tensor(owner)[:, None].expand_as(d), d, "amin")
+    return out.reshape(len(hints), *grid)
+
+
+_NEIGHBOURS = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
+
+
+def _geodesic(seeds, light, size, options):
+    """Geodesic distances from seed distances (K, gh, gw) (inf = not a seed),
+    step cost sqrt(step^2 + (edge_sensitivity dL)^2), relaxed until stable or
+    until every path shorter than the cutoff is found."""
+    K, gh, gw = seeds.shape
+    H, W = size
+    dy, dx = H / gh / min(H, W), W / gw / min(H, W)
+    lp = F.pad(light[None, None], (1, 1, 1, 1), mode="replicate")[0, 0]
+    costs = []
+    for oy, ox in _NEIGHBOURS:
+        step2 = (oy * dy) ** 2 + (ox * dx) ** 2
+        dl = light - lp[1 + oy:1 + oy + gh, 1 + ox:1 + ox + gw]
+        c = torch.sqrt(step2 + (options.edge_sensitivity * dl) ** 2)
+        valid = torch.zeros(gh + 2, gw + 2, dtype=torch.bool)
+        valid[1:-1, 1:-1] = True
+        c = torch.where(valid[1 + oy:1 + oy + gh, 1 + ox:1 + ox + gw], c, float("inf"))
+        costs.append(c)
+    costs = torch.stack(costs)[:, None]  # (8, 1, gh, gw): the cost from the neighbour to the cell
+    limit = CUTOFF * options.radius
+    steps = min(int(math.ceil(limit / min(dx, dy))) + 1, gh * gw)
+    d = seeds
+    for _ in range(steps):
+        dp = F.pad(d[None], (1, 1, 1, 1), value=float("inf"))[0]
+        nb = torch.stack([dp[:, 1 + oy:1 + oy + gh, 1 + ox:1 + ox + gw] for oy, ox in _NEIGHBOURS])
+        new = torch.minimum(d, (nb + costs).amin(0))
+        if torch.equal(new, d):
+            break
+        d = new
+    return d
+
+
+def check_inside(hints, size):
+    """ValueError naming the first hint with a point outside an (H, W) image."""
+    H, W = size
+    for i, hint in enumerate(hints):
+        for x, y in hint.points:
+            if not (0 <= x < W and 0 <= y < H):
+                raise ValueError(f"hint {i} ({hint}) lies outside the image: x must be in [0, {W}) and "
+                                 f"y in [0, {H}) (pixels of the image as displayed, after EXIF rotation)")
+
+
+def local_contrast(light, grid):
+    """(gh, gw) local contrast of a (h, w) lightness: the standard deviation
+    within each grid cell, averaged over the CONTRAST_WINDOW^2 cells around."""
+    x = light.float()[None, None]
+    mean = F.interpolate(x, size=grid, mode="area")
+    sd = (F.interpolate(x * x, size=grid, mode="area") - mean * mean).clamp_min(0).sqrt()
+    pad = CONTRAST_WINDOW // 2
+    return F.avg_pool2d(F.pad(sd, (pad,) * 4, mode="replicate"), CONTRAST_WINDOW, stride=1)[0, 0]
+
+
+def weight_maps(hints, light, size, options, contrast=None):
+    """(w, shares): (K, gh, gw) falloffs w_k in [0, strength_k] and shares
+    pi_k (summing to 1 over k wherever some w_k > 0) of hints on a grid.
+
+    light: (gh, gw) lightness normalised to [0, 1] at the grid's resolution;
+    contrast: (gh, gw) local contrast (local_contrast), for the edge shares.
+    size: (H, W) of the displayed image the hint coordinates refer to.
+    """
+    check_inside(hints, size)
+    grid = tuple(light.shape)
+    d = _polyline_distances(hints, size, grid)
+    match = torch.zeros(len(hints), *grid)
+    if options.propagation == "edge":
+        ys, xs = _grid_geometry(size, grid)
+        half_diag = 0.5 * math.hypot(float(ys[1] - ys[0]) if grid[0] > 1 else 0.0,
+                                     float(xs[1] - xs[0]) if grid[1] > 1 else 0.0) + 1e-6
+        seeds = torch.where(d <= half_diag, d, float("inf"))
+        d = _geodesic(seeds, light.float(), size, options)
+        match = _seed_mismatch(seeds, light.float(), contrast, options)
+    r = options.radius
+    strength = torch.tensor([options.strength if h.strength is None else h.strength for h in hints])[:, None, None]
+    fall = -d * d / (2 * r * r)
+    w = torch.where(d <= CUTOFF * r, torch.exp(fall), 0.0) * strength
+    logits = torch.log(strength) + fall - match  # -inf: no path, or strength 0
+    shares = torch.softmax(logits, dim=0).nan_to_num_(0.0)  # a cell no hint reaches: no shares (and w = 0)
+    return w, shares
+
+
+def _seed_mismatch(seeds, light, contrast, options):
+    """(K, gh, gw) min over the seed cells s of hint k of
+    (L - L_s)^2 / 2 sl^2 + (C - C_s)^2 / 2 sc^2 (0 where both terms are off)."""
+    terms = []
+    if options.lightness_sigma > 0:
+        terms.append((light, options.lightness_sigma))
+    if options.contrast_sigma > 0 and contrast is not None:
+        terms.append((contrast.float(), options.contrast_sigma))
+    out = torch.zeros(seeds.shape)
+    if not terms:
+        return out
+    for k in range(seeds.shape[0]):
+        cells = torch.isfinite(seeds[k])
+        total = 0.0
+        for feature, sigma in terms:
+            total = total + (feature[None] - feature[cells][:, None, None]) ** 2 / (2 * sigma * sigma)
+        out[k] = total.amin(0)
+    return out
