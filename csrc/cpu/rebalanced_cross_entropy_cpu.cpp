@@ -5,8 +5,10 @@
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
 
+#include <cstring>
 #include <optional>
 #include <tuple>
+#include <type_traits>
 #include <vector>
 
 #include "cpu_common.h"
@@ -17,8 +19,10 @@ namespace fastcolor {
 namespace {
 
 // exp(z - m) of a tile's rows into out (when store) and their per-lane sums.
+// (Inlined: out of line, with store a run-time flag, it cost the 313-bin loss
+// 15% more time.)
 template <typename T>
-void exp_rows(const T* __restrict z, int64_t zs, const T* __restrict m, T* __restrict out,
+__attribute__((always_inline)) inline void exp_rows(const T* __restrict z, int64_t zs, const T* __restrict m, T* __restrict out,
               int64_t os, int64_t nq, T* __restrict s, bool store) {
   constexpr int64_t L = cpu::kTile;
   for (int64_t t = 0; t < L; ++t) s[t] = 0;
@@ -39,7 +43,7 @@ void exp_rows(const T* __restrict z, int64_t zs, const T* __restrict m, T* __res
 
 // rows[q][t] *= scale[t].
 template <typename T>
-void scale_rows(T* __restrict rows, int64_t rs, const T* __restrict scale, int64_t nq) {
+__attribute__((always_inline)) inline void scale_rows(T* __restrict rows, int64_t rs, const T* __restrict scale, int64_t nq) {
   for (int64_t q = 0; q < nq; ++q) {
     T* __restrict r = rows + q * rs;
     for (int64_t t = 0; t < cpu::kTile; ++t) r[t] *= scale[t];
@@ -52,7 +56,12 @@ void scale_rows(T* __restrict rows, int64_t rs, const T* __restrict scale, int64
 // stored densely). Across the tile's lanes: log-sum-exp, the loss
 // w * (log(s) sum_j t_j + sum_j t_j (m - z_j)) (shift-invariant) and, when asked, the gradient
 // scale * w * (softmax(z) - t), formed in acc_t and rounded once on the store.
-template <typename scalar_t>
+// kOne: k = 1, the Stanford configuration and any hard-target loss. The
+// target is then the nearest bin with weight exactly 1 (a Gaussian weight
+// exp(0) over its own sum), so the search is the branch-free nearest-bin
+// query inlined, with no Gaussian weights: the same values as the general
+// path, bit for bit.
+template <typename scalar_t, bool kOne>
 void cross_entropy_cpu_kernel(const at::Tensor& logits, const at::Tensor& ab,
                               const cpu::Search& search, const float* class_w,
                               const std::optional<at::Tensor>& pixel_weight, int k,
@@ -85,34 +94,56 @@ void cross_entropy_cpu_kernel(const at::Tensor& logits, const at::Tensor& ab,
 
       // Targets, per pixel. A non-finite ab selects nothing and gets weight
       // NaN, which makes its loss and gradient NaN.
-      int32_t tgt_idx[T][kMaxK];
-      acc_t tgt_w[T][kMaxK];
+      int32_t tgt_idx[T][kOne ? 1 : kMaxK];
+      acc_t tgt_w[T][kOne ? 1 : kMaxK];
       int ntgt[T];
       acc_t w[T], tsum[T];
+      int64_t oab[T], ow[T];
+      cpu::tile_offsets(lab, p0, cnt, oab);
+      if (w_src) cpu::tile_offsets(lw, p0, cnt, ow);
+      float ta[T], tb[T];
+      if (cpu::consecutive(oab, cnt)) {
+        std::memcpy(ta, ab_src + oab[0], sizeof(ta));
+        std::memcpy(tb, ab_src + oab[0] + lab.s_c, sizeof(tb));
+      } else {
+        for (int64_t t = 0; t < T; ++t) {
+          ta[t] = t < cnt ? ab_src[oab[t]] : 0.f;
+          tb[t] = t < cnt ? ab_src[oab[t] + lab.s_c] : 0.f;
+        }
+      }
+      int32_t nearest[T];
+      if constexpr (kOne) search.nearest_tile(ta, tb, nearest);
       for (int64_t t = 0; t < T; ++t) {
         ntgt[t] = 0;
         w[t] = 0;
         tsum[t] = 0;
         if (t >= cnt) continue;
-        const int64_t off = lab.offset(p0 + t);
-        const float a = ab_src[off], b = ab_src[off + lab.s_c];
+        const float a = ta[t], b = tb[t];
         if (!finite2(a, b)) {
           w[t] = NAN;
           continue;
         }
-        KNearest nn(k);
-        search.k_nearest(a, b, nn);
-        const float norm = gaussian_normaliser(nn, inv_two_sigma2);
-        ntgt[t] = k;
-        for (int j = 0; j < k; ++j) {
-          const acc_t tj =
-              static_cast<acc_t>(gaussian_weight(nn.d[j], nn.d[0], inv_two_sigma2) / norm);
-          tgt_idx[t][j] = nn.idx[j];
-          tgt_w[t][j] = tj;
-          tsum[t] += tj;
+        if constexpr (kOne) {
+          ntgt[t] = 1;
+          tgt_idx[t][0] = nearest[t];
+          tgt_w[t][0] = acc_t(1);
+          tsum[t] = acc_t(1);
+        } else {
+          KNearest nn(k);
+          search.k_nearest(a, b, nn);
+          const float norm = gaussian_normaliser(nn, inv_two_sigma2);
+          ntgt[t] = k;
+          for (int j = 0; j < k; ++j) {
+            const acc_t tj =
+                static_cast<acc_t>(gaussian_weight(nn.d[j], nn.d[0], inv_two_sigma2) / norm);
+            tgt_idx[t][j] = nn.idx[j];
+            tgt_w[t][j] = tj;
+            tsum[t] += tj;
+          }
+          nearest[t] = nn.idx[0];
         }
-        w[t] = static_cast<acc_t>(class_w[nn.idx[0]]) *
-               (w_src ? static_cast<acc_t>(w_src[lw.offset(p0 + t)]) : acc_t(1));
+        w[t] = static_cast<acc_t>(class_w[nearest[t]]) *
+               (w_src ? static_cast<acc_t>(w_src[ow[t]]) : acc_t(1));
       }
 
       // Where the gradient goes: straight into the output where the tile is a
@@ -123,7 +154,7 @@ void cross_entropy_cpu_kernel(const at::Tensor& logits, const at::Tensor& ab,
       if constexpr (std::is_same_v<acc_t, scalar_t>) {
         if (g_dst && cnt == T) {
           int64_t off[T];
-          for (int64_t t = 0; t < T; ++t) off[t] = lg.offset(p0 + t);
+          cpu::tile_offsets(lg, p0, T, off);
           if (cpu::consecutive(off, T)) {
             gt = g_dst + off[0];
             gs = lg.s_c;
@@ -174,11 +205,17 @@ std::tuple<at::Tensor, at::Tensor> rebalanced_cross_entropy_cpu(
     at::Tensor g = compute_grad ? grad : at::Tensor();
     AT_DISPATCH_FLOATING_TYPES_AND2(
         at::kHalf, at::kBFloat16, logits.scalar_type(), "rebalanced_cross_entropy_cpu", [&] {
-          cross_entropy_cpu_kernel<scalar_t>(logits, ab, search, cw.const_data_ptr<float>(),
-                                             pixel_weight, static_cast<int>(k),
-                                             inv_two_sigma2,
-                                             reduction_grad_scale(red, loss_px.numel()),
-                                             loss_px, g);
+          auto run = [&](auto one) {
+            cross_entropy_cpu_kernel<scalar_t, decltype(one)::value>(
+                logits, ab, search, cw.const_data_ptr<float>(), pixel_weight,
+                static_cast<int>(k), inv_two_sigma2,
+                reduction_grad_scale(red, loss_px.numel()), loss_px, g);
+          };
+          if (k == 1) {
+            run(std::true_type());
+          } else {
+            run(std::false_type());
+          }
         });
   }
   return {reduce_loss(loss_px, red), grad};
