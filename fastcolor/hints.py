@@ -97,9 +97,12 @@ __all__ = ["CUTOFF", "Hint", "HintOptions", "Palette", "PROPAGATIONS", "PALETTE_
 PROPAGATIONS = ("edge", "gaussian")
 PALETTE_MODES = ("restrict", "bias")
 DEFAULT_STRENGTH = 4.0  # the exponent w at the hint: p * K^4, K of width s, is a kernel of width s/2
-DEFAULT_RADIUS = 0.32  # falloff scale r, in units of the image's shorter side (tuned: benchmarks/bench_hints.py)
+# falloff scale r, in units of the image's shorter side. benchmarks/bench_hints.py tuned 0.32 with the
+# kernels multiplied, then 0.64 (its grid's largest) with the shares; 0.64 lets a lone hint flood across
+# a strong lightness edge (3 r = 1.9 shorter sides), so the default stays 0.32
+DEFAULT_RADIUS = 0.32
 DEFAULT_EDGE_SENSITIVITY = 1.0  # step cost sqrt(step^2 + dL^2): a 0.3 lightness edge costs 0.3 shorter sides (tuned)
-DEFAULT_LIGHTNESS_SIGMA = 0.07  # edge shares: lightness similarity to the hint's cells, in [0, 1] lightness (tuned)
+DEFAULT_LIGHTNESS_SIGMA = 0.05  # edge shares: lightness similarity to the hint's cells, in [0, 1] lightness (tuned)
 DEFAULT_CONTRAST_SIGMA = 0.02  # edge shares: local-contrast similarity, in [0, 1] lightness std (tuned)
 DEFAULT_SIGMA_FACTOR = 2.0  # kernel width s = 2 x codebook.default_sigma (10 a*b* units for zhang313)
 DEFAULT_PALETTE_DISTANCE_FACTOR = 3.0  # restrict distance = 3 x default_sigma (15 a*b* units)
@@ -227,7 +230,7 @@ class HintOptions:
     radius: falloff scale r, in units of the image's shorter side [0.32].
     edge_sensitivity: lightness-difference weight of the edge-aware step cost [1].
     lightness_sigma, contrast_sigma: how sharply the edge-aware shares prefer
-        the hint whose cells match a pixel's lightness [0.07] and local
+        the hint whose cells match a pixel's lightness [0.05] and local
         contrast [0.02] (normalised lightness units; 0: no preference).
         The Gaussian propagation ignores them.
     sigma: kernel width s in chroma units [None: 2 x codebook.default_sigma,
@@ -402,10 +405,10 @@ def steer_logits(logits, light, sizes, hints, palette, codebook, options, palett
             up = F.interpolate(torch.cat([weight, target])[None], size=(h, w), mode="bilinear", align_corners=False)[0]
             weight, target = up[:1], up[1:]
         sigma = options.kernel_sigma(codebook)
-        c = centres.double()
-        tt = target.to(device).double()
-        sq = (c * c).sum(1)[:, None, None] - 2 * torch.einsum("qc,chw->qhw", c, tt) + (tt * tt).sum(0)[None]
-        z[i] += (weight.to(device).double() * (-sq.clamp_min(0) / (2 * sigma * sigma))).to(z.dtype)
+        c = centres.float()
+        tt = target.to(device)
+        sq = torch.einsum("qc,chw->qhw", c, tt).mul_(-2).add_((c * c).sum(1)[:, None, None]).add_((tt * tt).sum(0)[None])
+        z[i] -= sq.clamp_min_(0).mul_(weight.to(device) / (2 * sigma * sigma))
     if palette is not None:
         targets = (palette.chroma(codebook) if palette_chroma is None else palette_chroma).to(device)
         if palette.mode == "bias":
