@@ -172,6 +172,37 @@ def test_non_finite_and_far_points(device, zhang_centres):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("q", [2, 32, 64, 65])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_hard_target_loss_with_non_finite_points_and_pixel_weights(device, q, layout, gen):
+    """k = 1 on codebooks around the CPU's vector-scan bound (64 bins): odd
+    sizes (partial tiles), exact ties (duplicated centres), non-finite ab
+    (NaN loss and gradient there, the rest exact), a pixel weight."""
+    c = torch.rand(q, 2, generator=gen) * 2 - 1
+    c[q // 2] = c[0]  # a duplicated centre: ties to the lower index
+    n, h, w = 3, 7, 13
+    ab = torch.rand(n, 2, h, w, generator=gen) * 2.4 - 1.2
+    ab[0, :, 0, :4] = (c[0] + c[1]).div(2)[:, None]  # on a bisector
+    ab[1, 0, 2, 3], ab[2, 1, 5, 7], ab[2, :, 6, 12] = math.nan, math.inf, -math.inf
+    pw = torch.rand(n, h, w, generator=gen) + 0.5
+    z = torch.randn(n, q, h, w, generator=gen)
+    if layout == "channels_last":
+        ab, z = ab.contiguous(memory_format=torch.channels_last), z.contiguous(memory_format=torch.channels_last)
+    wts = torch.rand(q, generator=gen) + 0.1
+    ab, z, c, wts, pw = (t.to(device) for t in (ab, z, c, wts, pw))
+    loss, grad = torch.ops.fastcolor.rebalanced_cross_entropy(z, ab, c, wts, pw, 1, 0.05, "none", True)
+    bad = ~torch.isfinite(ab).all(1)
+    assert loss[bad].isnan().all() and grad.permute(0, 2, 3, 1)[bad].isnan().all()
+    good = ab.masked_fill(bad[:, None], 0.0)
+    zr = z.detach().clone().requires_grad_()
+    ref = reference.rebalanced_cross_entropy(zr, good, c, wts, pixel_weight=pw, k=1, sigma=0.05, reduction="none")
+    (ref_grad,) = torch.autograd.grad(ref.sum(), zr)
+    torch.testing.assert_close(loss[~bad], ref.detach()[~bad], rtol=1e-5, atol=1e-5)
+    keep = (~bad)[:, None].expand_as(grad)
+    torch.testing.assert_close(grad[keep], ref_grad[keep], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("device", DEVICES)
 def test_table_follows_in_place_changes(device, gen):
     """The cache must never serve a table built for other centres: change the
     centres in place between calls (same tensor, same storage)."""

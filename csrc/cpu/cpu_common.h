@@ -120,6 +120,41 @@ inline void scan_nearest(const float* __restrict a, const float* __restrict b,
   }
 }
 
+// log(x) without a libm call, so that loops over a tile's lanes vectorise:
+// x = 2^e m with m in [sqrt(1/2), sqrt(2)), log(m) by the Cephes polynomial
+// in m - 1 (within 2 ulp of log for normal x). Subnormals are scaled by 2^23
+// first; 0 gives about -104 (not -inf). Non-finite or negative x are passed
+// through as log would give them: +inf for +inf, NaN otherwise.
+inline float log_of(float x) {
+  const bool sub = x < FLT_MIN;
+  const float xs = sub ? x * 8388608.f : x;
+  int32_t bits;
+  std::memcpy(&bits, &xs, sizeof(bits));
+  const int32_t e = ((bits >> 23) & 0xff) - 126;
+  bits = (bits & 0x007fffff) | 0x3f000000;
+  float m;
+  std::memcpy(&m, &bits, sizeof(m));
+  const bool low = m < 0.70710678118654752f;
+  const float f = low ? m + m - 1.f : m - 1.f;
+  const float fe = static_cast<float>(low ? e - 1 : e) - (sub ? 23.f : 0.f);
+  const float z = f * f;
+  float y = 7.0376836292e-2f;
+  y = fmadd(y, f, -1.1514610310e-1f);
+  y = fmadd(y, f, 1.1676998740e-1f);
+  y = fmadd(y, f, -1.2420140846e-1f);
+  y = fmadd(y, f, 1.4249322787e-1f);
+  y = fmadd(y, f, -1.6668057665e-1f);
+  y = fmadd(y, f, 2.0000714765e-1f);
+  y = fmadd(y, f, -2.4999993993e-1f);
+  y = fmadd(y, f, 3.3333331174e-1f);
+  y = y * f * z;
+  y = fmadd(fe, -2.12194440e-4f, y);
+  y = fmadd(z, -0.5f, y);
+  const float r = fmadd(fe, 0.693359375f, f + y);
+  return (x >= 0.f && x < INFINITY) ? r : (x == INFINITY ? x : NAN);
+}
+inline double log_of(double x) { return std::log(x); }
+
 // The k nearest bins of the pixels of one call: the codebook's lookup table
 // and a search specialised on k (one function per k, picked once per call).
 class Search {

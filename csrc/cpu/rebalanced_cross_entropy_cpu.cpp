@@ -94,8 +94,8 @@ void cross_entropy_cpu_kernel(const at::Tensor& logits, const at::Tensor& ab,
 
       // Targets, per pixel. A non-finite ab selects nothing and gets weight
       // NaN, which makes its loss and gradient NaN.
-      int32_t tgt_idx[T][kOne ? 1 : kMaxK];
-      acc_t tgt_w[T][kOne ? 1 : kMaxK];
+      int32_t tgt_idx[kOne ? 1 : T][kMaxK];
+      acc_t tgt_w[kOne ? 1 : T][kMaxK];
       int ntgt[T];
       acc_t w[T], tsum[T];
       int64_t oab[T], ow[T];
@@ -112,23 +112,27 @@ void cross_entropy_cpu_kernel(const at::Tensor& logits, const at::Tensor& ab,
         }
       }
       int32_t nearest[T];
-      if constexpr (kOne) search.nearest_tile(ta, tb, nearest);
-      for (int64_t t = 0; t < T; ++t) {
-        ntgt[t] = 0;
-        w[t] = 0;
-        tsum[t] = 0;
-        if (t >= cnt) continue;
-        const float a = ta[t], b = tb[t];
-        if (!finite2(a, b)) {
-          w[t] = NAN;
-          continue;
+      // kOne: tq = the target bin of each lane, -1 where there is none.
+      int32_t tq[T];
+      if constexpr (kOne) {
+        search.nearest_tile(ta, tb, nearest);
+        for (int64_t t = 0; t < T; ++t) {
+          const bool valid = t < cnt && finite2(ta[t], tb[t]);
+          const acc_t pw = (w_src && t < cnt) ? static_cast<acc_t>(w_src[ow[t]]) : acc_t(1);
+          w[t] = valid ? static_cast<acc_t>(class_w[nearest[t]]) * pw : acc_t(NAN);
+          tq[t] = valid ? nearest[t] : -1;
         }
-        if constexpr (kOne) {
-          ntgt[t] = 1;
-          tgt_idx[t][0] = nearest[t];
-          tgt_w[t][0] = acc_t(1);
-          tsum[t] = acc_t(1);
-        } else {
+      } else {
+        for (int64_t t = 0; t < T; ++t) {
+          ntgt[t] = 0;
+          w[t] = 0;
+          tsum[t] = 0;
+          if (t >= cnt) continue;
+          const float a = ta[t], b = tb[t];
+          if (!finite2(a, b)) {
+            w[t] = NAN;
+            continue;
+          }
           KNearest nn(k);
           search.k_nearest(a, b, nn);
           const float norm = gaussian_normaliser(nn, inv_two_sigma2);
@@ -140,10 +144,9 @@ void cross_entropy_cpu_kernel(const at::Tensor& logits, const at::Tensor& ab,
             tgt_w[t][j] = tj;
             tsum[t] += tj;
           }
-          nearest[t] = nn.idx[0];
+          w[t] = static_cast<acc_t>(class_w[nn.idx[0]]) *
+                 (w_src ? static_cast<acc_t>(w_src[ow[t]]) : acc_t(1));
         }
-        w[t] = static_cast<acc_t>(class_w[nearest[t]]) *
-               (w_src ? static_cast<acc_t>(w_src[ow[t]]) : acc_t(1));
       }
 
       // Where the gradient goes: straight into the output where the tile is a
@@ -167,19 +170,45 @@ void cross_entropy_cpu_kernel(const at::Tensor& logits, const at::Tensor& ab,
       // -sum_j t_j log softmax(z)_j = log(s) sum_j t_j + sum_j t_j (m - z_j):
       // every term is >= 0 and none grows with a shift of all the logits, so
       // huge logits (1e38) cannot cancel (lse * tsum - tdot did, past |z| ~ 1e8).
-      for (int64_t t = 0; t < cnt; ++t) {
-        acc_t shift = 0;
-        for (int j = 0; j < ntgt[t]; ++j) shift += tgt_w[t][j] * (m[t] - zt[tgt_idx[t][j] * rs + t]);
-        loss_dst[p0 + t] = w[t] * (std::log(s[t]) * tsum[t] + shift);
+      if constexpr (kOne) {
+        // One target of weight 1: w (log(s) + (m - z_target)), across the
+        // lanes (the log vectorised; lanes without a target have w = NaN).
+        for (int64_t t = 0; t < T; ++t) {
+          const acc_t zt_t = zt[(tq[t] < 0 ? 0 : tq[t]) * rs + t];
+          const acc_t ls = static_cast<acc_t>(cpu::log_of(s[t]));
+          m[t] = w[t] * (ls + (m[t] - zt_t));  // m is not needed after this
+        }
+        for (int64_t t = 0; t < cnt; ++t) loss_dst[p0 + t] = m[t];
+      } else {
+        for (int64_t t = 0; t < cnt; ++t) {
+          acc_t shift = 0;
+          for (int j = 0; j < ntgt[t]; ++j) shift += tgt_w[t][j] * (m[t] - zt[tgt_idx[t][j] * rs + t]);
+          loss_dst[p0 + t] = w[t] * (std::log(s[t]) * tsum[t] + shift);
+        }
       }
 
       if (g_dst) {
         acc_t pscale[T];
         for (int64_t t = 0; t < T; ++t) pscale[t] = scale * w[t] / s[t];
-        scale_rows(gt, gs, pscale, nq);
-        for (int64_t t = 0; t < cnt; ++t)
-          for (int j = 0; j < ntgt[t]; ++j)
-            gt[tgt_idx[t][j] * gs + t] -= scale * w[t] * tgt_w[t][j];
+        if constexpr (kOne) {
+          // scale * w * (softmax - onehot): the target's entry gets - scale * w
+          // after its scaling, as in the general path.
+          acc_t sw[T];
+          for (int64_t t = 0; t < T; ++t) sw[t] = scale * w[t];
+          for (int64_t q = 0; q < nq; ++q) {
+            acc_t* __restrict r = gt + q * gs;
+            const int32_t qi = static_cast<int32_t>(q);
+            for (int64_t t = 0; t < T; ++t) {
+              const acc_t v = r[t] * pscale[t];
+              r[t] = tq[t] == qi ? v - sw[t] : v;
+            }
+          }
+        } else {
+          scale_rows(gt, gs, pscale, nq);
+          for (int64_t t = 0; t < cnt; ++t)
+            for (int j = 0; j < ntgt[t]; ++j)
+              gt[tgt_idx[t][j] * gs + t] -= scale * w[t] * tgt_w[t][j];
+        }
         if (gt == e.data()) cpu::scatter_tile(e.data(), lg, p0, cnt, nq, g_dst);
       }
     }
