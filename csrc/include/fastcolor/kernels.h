@@ -28,9 +28,9 @@ namespace fastcolor {
       const at::Tensor& ab, const at::Tensor& stats, double temperature);
 
 FASTCOLOR_DECLARE_KERNELS(cpu)
-#ifdef FASTCOLOR_WITH_CUDA
+// The CUDA entry points are plain C++ (csrc/cuda/<op>_cuda.cpp), built in every
+// build: they launch the compiled kernels or the JIT's (csrc/launch.cpp).
 FASTCOLOR_DECLARE_KERNELS(cuda)
-#endif
 
 #undef FASTCOLOR_DECLARE_KERNELS
 
