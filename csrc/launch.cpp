@@ -55,12 +55,14 @@ void launch_compiled(const Compiled& k, KernelLaunch& l, void* stream) {
   if (l.smem > 48 * 1024) {
     const cudaError_t e = cudaFuncSetAttribute(k.fn, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                static_cast<int>(l.smem));
+    if (e != cudaSuccess) (void)cudaGetLastError();  // reported here, not by a later check
     TORCH_CHECK(e == cudaSuccess, "fastcolor: ", l.kernel, ": ", cudaGetErrorString(e));
   }
   std::vector<void*> args = l.pointers();
   const cudaError_t e = cudaLaunchKernel(k.fn, dim3(l.grid[0], l.grid[1], l.grid[2]),
                                          dim3(l.block[0], l.block[1], l.block[2]), args.data(),
                                          l.smem, static_cast<cudaStream_t>(stream));
+  if (e != cudaSuccess) (void)cudaGetLastError();
   TORCH_CHECK(e == cudaSuccess, "fastcolor: launching ", l.kernel, " failed: ", cudaGetErrorString(e));
 }
 #endif

@@ -2,7 +2,8 @@
 // use: from the standard headers under a host compiler and nvcc, defined here
 // under NVRTC (the run-time compiler of the JIT path), which has no standard
 // headers. The definitions match the host ones bit for bit (INFINITY and NAN
-// are the same compiler builtins glibc uses).
+// are given by their IEEE bits, those of glibc's __builtin_inff() and
+// __builtin_nanf("")).
 #pragma once
 
 #if defined(__CUDACC_RTC__)
