@@ -131,3 +131,34 @@ def test_setup_rejects_an_unknown_cuda_mode():
     out = subprocess.run([sys.executable, "setup.py", "--version"], env=env, cwd=ROOT, capture_output=True,
                          text=True, timeout=120)
     assert out.returncode != 0 and "FASTCOLOR_CUDA must be one of ('auto', 'compiled', 'jit')" in out.stderr
+
+
+@needs_cupy
+def test_the_launch_callback_hands_on_grid_block_stream_and_arguments(monkeypatch):
+    """The ctypes callback csrc/launch.cpp calls, called through its C
+    prototype with the CUDA driver replaced by a recorder."""
+    import ctypes
+
+    from cupy_backends.cuda.api import driver
+
+    calls = []
+    monkeypatch.setattr(driver, "ctxGetCurrent", lambda: 1)
+    monkeypatch.setattr(driver, "funcSetAttribute", lambda f, attr, value: calls.append(("attr", f, attr, value)))
+    monkeypatch.setattr(driver, "launchKernel", lambda *a: calls.append(("launch", *a)))
+    monkeypatch.setattr(jit, "loaded_function", lambda device, op, name: ("f", device, op, name))
+    grid, block = (ctypes.c_uint * 3)(7, 2, 1), (ctypes.c_uint * 3)(32, 8, 1)
+    args = (ctypes.c_void_p * 2)(1234, 5678)
+    error = ctypes.create_string_buffer(256)
+    rc = jit.LAUNCHER(b"annealed_mean", b"k<float, 8>", grid, block, 50 * 1024, 0xBEEF, 1,
+                       ctypes.cast(args, ctypes.c_void_p), 2, ctypes.cast(error, ctypes.c_void_p), 256)
+    f = ("f", 1, "annealed_mean", "k<float, 8>")
+    assert rc == 0 and error.value == b""
+    assert calls == [("attr", f, driver.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, 50 * 1024),
+                     ("launch", f, 7, 2, 1, 32, 8, 1, 50 * 1024, 0xBEEF, ctypes.addressof(args), 0)]
+
+    def fail(*a):
+        raise RuntimeError("CUDA_ERROR_INVALID_VALUE")
+
+    monkeypatch.setattr(driver, "launchKernel", fail)
+    rc = jit.LAUNCHER(b"nearest_bin", b"k", grid, block, 0, None, 0, None, 0, ctypes.cast(error, ctypes.c_void_p), 256)
+    assert rc == 1 and error.value == b"RuntimeError: CUDA_ERROR_INVALID_VALUE"

@@ -36,9 +36,9 @@ import traceback
 
 from . import limits
 
-__all__ = ["available", "cache_dir", "cached_cubin", "compile_options", "compile_program", "cuda_include_dir", "install",
-           "kernel_source_dir", "kernel_table", "nvrtc_version", "source_digest", "unavailable_reason",
-           "warm_cache"]
+__all__ = ["LAUNCHER", "available", "cache_dir", "cached_cubin", "compile_options", "compile_program",
+           "cuda_include_dir", "install", "kernel_source_dir", "kernel_table", "loaded_function", "nvrtc_version",
+           "source_digest", "unavailable_reason", "warm_cache"]
 
 _MAGIC = b"FASTCOLOR-CUBIN-1\n"
 _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -240,6 +240,13 @@ class _Loaded:
 
 
 _LOADED = _Loaded()
+
+
+def loaded_function(device, op, name):
+    """The CUfunction of kernel ``name`` loaded on CUDA device ``device``
+    (compiled or read from the disk cache on first use)."""
+    return _LOADED.function(device, op, name)
+
 _LAUNCHER_TYPE = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_char_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_uint),
                                   ctypes.POINTER(ctypes.c_uint), ctypes.c_size_t, ctypes.c_void_p, ctypes.c_int,
                                   ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t)
@@ -248,9 +255,14 @@ _LAUNCHER_TYPE = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_char_p, ctypes.c_char_p
 def _launch(op, name, grid, block, smem, stream, device, args, nargs, error, error_size):
     """The callback csrc/launch.cpp calls for every launch on the JIT path."""
     try:
-        from cupy_backends.cuda.api import driver
+        from cupy_backends.cuda.api import driver, runtime
 
-        f = _LOADED.function(device, op.decode(), name.decode())
+        if driver.ctxGetCurrent() == 0:
+            # A thread on which the CUDA runtime has not bound a context yet
+            # (torch skips setting a device that is already current): bind the
+            # device's primary context, the one torch uses.
+            runtime.setDevice(device)
+        f = loaded_function(device, op.decode(), name.decode())
         if smem > 48 * 1024:  # dynamic shared memory above 48 KiB must be opted into
             driver.funcSetAttribute(f, driver.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem)
         driver.launchKernel(f, grid[0], grid[1], grid[2], block[0], block[1], block[2], smem, stream or 0,
@@ -265,7 +277,9 @@ def _launch(op, name, grid, block, smem, stream, device, args, nargs, error, err
         return 1
 
 
-_CALLBACK = _LAUNCHER_TYPE(_launch)  # kept alive for as long as the module
+# The launch function as a C function pointer (csrc/launch_select.h's
+# JitLauncher), kept alive for as long as the module.
+LAUNCHER = _LAUNCHER_TYPE(_launch)
 
 
 def unavailable_reason():
@@ -284,7 +298,7 @@ def available():
 
 def install(extension):
     """Hands the JIT's launch function to the extension (fastcolor._C)."""
-    extension.set_jit_launcher(ctypes.cast(_CALLBACK, ctypes.c_void_p).value)
+    extension.set_jit_launcher(ctypes.cast(LAUNCHER, ctypes.c_void_p).value)
 
 
 def _warm_one(job):
