@@ -84,7 +84,8 @@ def _registered(key):
 
 
 # What the extension compiled: C++ CPU kernels, nvcc-compiled CUDA kernels.
-_BUILT = {"cpu": _registered("CPU"), "cuda": _C is not None and bool(_C.compiled_kernels())}
+_BUILT = {"cpu": _registered("CPU"),
+          "cuda": hasattr(_C, "compiled_kernels") and bool(_C.compiled_kernels())}
 # Whether ops on each device type run kernels (compiled or JIT): updated by
 # set_cuda_path, read as a plain dict lookup (which torch.compile can trace).
 _COMPILED = {"cpu": _BUILT["cpu"], "cuda": False}
@@ -109,8 +110,8 @@ def set_cuda_path(name):
     from . import jit
 
     path, why = None, None
-    if _C is None:
-        why = "the extension is not loaded"
+    if not hasattr(_C, "prefer_jit"):  # not loaded, or built from older sources
+        why = "the extension is not loaded" if _C is None else "the extension predates the JIT; rebuild it"
     elif name != "jit" and _BUILT["cuda"]:
         path = "compiled"
     elif name == "compiled":
@@ -118,7 +119,7 @@ def set_cuda_path(name):
     else:
         why = jit.unavailable_reason()
         path = "jit" if why is None else None
-    if _C is not None:
+    if hasattr(_C, "prefer_jit"):
         if path == "jit":
             jit.install(_C)
         _C.prefer_jit(path == "jit")
