@@ -5,7 +5,9 @@
   on the CPU, CUDA on the GPU) or the pure-PyTorch reference.
 * ``fastcolor.ops.reference``: the reference, which is also the specification.
 * ``fastcolor.ops.backend``: loading the extension, choosing the backend and
-  reporting what runs where (``backend_info``).
+  the CUDA path (compiled or JIT), reporting what runs where (``backend_info``).
+* ``fastcolor.ops.jit``: the CUDA kernels compiled at first use through CuPy
+  (NVRTC), where nvcc did not build them.
 * ``fastcolor.ops.limits``: the limits shared with the kernels.
 """
 
