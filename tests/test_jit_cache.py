@@ -90,7 +90,7 @@ def test_cache_location(monkeypatch, tmp_path):
 
 def test_the_kernel_table_is_read_from_the_one_list():
     table = jit.kernel_table()
-    assert set(table) == {"nearest_bin", "soft_encode", "bin_histogram", "annealed_mean",
+    assert set(table) >= {"nearest_bin", "soft_encode", "bin_histogram", "annealed_mean",
                           "rebalanced_cross_entropy"}
     for op, names in table.items():
         assert os.path.isfile(os.path.join(jit.kernel_source_dir(), "fastcolor", "device", f"{op}.cuh"))
