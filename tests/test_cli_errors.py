@@ -229,9 +229,24 @@ def _serve_cases(t, model, readonly):
     }
 
 
+def _video_cases(t, model, readonly):
+    _save(t / "reel" / "f1.png")
+    _save(t / "reel" / "f2.png")
+    (t / "notes.mp4").write_text("not a video")
+    m = ["--model", str(model), "--device", "cpu"]
+    return {  # all refused before the network runs
+        "missing input": ["video", str(t / "nope.mp4"), "-o", str(t / "v.mp4"), *m],
+        "not a video": ["video", str(t / "notes.mp4"), "-o", str(t / "v.mp4"), *m],
+        "unknown output format": ["video", str(t / "reel"), "-o", str(t / "v.xyz"), *m],
+        "read-only folder": ["video", str(t / "reel"), "-o", str(readonly / "v.mp4"), *m],
+        "output folder not empty": ["video", str(t / "reel"), "-o", str(t / "reel") + "/", *m],
+        "missing model": ["video", str(t / "reel"), "-o", str(t / "v.mp4"), "--model", str(t / "no.safetensors")],
+    }
+
+
 BAD_INPUTS = {"colorize": _colorize_cases, "evaluate": _evaluate_cases, "demo": _demo_cases,
               "train": _train_cases, "data": _data_cases, "export": _export_cases,
-              "serve": _serve_cases}
+              "serve": _serve_cases, "video": _video_cases}
 
 
 @pytest.mark.parametrize("command", COMMANDS)
