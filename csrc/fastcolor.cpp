@@ -69,6 +69,12 @@ TORCH_LIBRARY(fastcolor, m) {
   m.def(
       "annealed_mean_backward(Tensor grad_ab, Tensor logits, Tensor centres, "
       "Tensor ab, Tensor stats, float temperature) -> Tensor");
+  // One step of temporal filtering, inference only: logits (N,Q,H,W), state
+  // (N,Q,H,W) f32, weight (N,1,H,W) f32 -> (ab (N,2,H,W) f32, new_state
+  // (N,Q,H,W) f32 in the logits' memory format).
+  m.def(
+      "temporal_decode(Tensor logits, Tensor state, Tensor weight, Tensor centres, "
+      "float temperature, float sharpness) -> (Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(fastcolor, CPU, m) {
@@ -79,6 +85,7 @@ TORCH_LIBRARY_IMPL(fastcolor, CPU, m) {
   m.impl("rebalanced_cross_entropy", &fastcolor::rebalanced_cross_entropy_cpu);
   m.impl("annealed_mean", &fastcolor::annealed_mean_cpu);
   m.impl("annealed_mean_backward", &fastcolor::annealed_mean_backward_cpu);
+  m.impl("temporal_decode", &fastcolor::temporal_decode_cpu);
 }
 
 #ifdef FASTCOLOR_WITH_CUDA
@@ -90,5 +97,6 @@ TORCH_LIBRARY_IMPL(fastcolor, CUDA, m) {
   m.impl("rebalanced_cross_entropy", &fastcolor::rebalanced_cross_entropy_cuda);
   m.impl("annealed_mean", &fastcolor::annealed_mean_cuda);
   m.impl("annealed_mean_backward", &fastcolor::annealed_mean_backward_cuda);
+  m.impl("temporal_decode", &fastcolor::temporal_decode_cuda);
 }
 #endif

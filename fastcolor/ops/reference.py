@@ -179,4 +179,9 @@ def temporal_decode(logits, state, weight, centres, temperature=0.38, sharpness=
         w = w * (1 - p.amax(dim=1, keepdim=True)) ** sharpness
     # Where w = 0 the state is not used at all (a reset: it may hold anything).
     new_state = torch.where(w == 0, p, w * state.to(acc) + (1 - w) * p).to(torch.float32)
-    return annealed_mean(new_state.log(), centres.to(torch.float32), temperature), new_state
+    c = centres.to(torch.float32)
+    if temperature == 0:
+        # The mode, compared on s itself (two states an ulp apart can share a
+        # log); a negative entry, whose log is NaN, makes it NaN as for T > 0.
+        return annealed_mean(torch.where(new_state >= 0, new_state, float("nan")), c, 0.0), new_state
+    return annealed_mean(new_state.log(), c, temperature), new_state
