@@ -37,11 +37,13 @@ PASS_THROUGH = {
     "train": ("fastcolor.train", "train a colorization model (fastcolor train --help)"),
     "data": ("fastcolor.data.photoset.recipe", "build the offline training photo set (fastcolor data --help)"),
     "video": ("fastcolor.video.cli", "colorize a video or a folder of frames (fastcolor video --help)"),
+    "evaluate-video": ("fastcolor.video_metrics", "score a colorized video against its original (--help)"),
 }
 PASS_THROUGH_PARSERS = {  # where each pass-through command builds its argparse parser
     "train": ("fastcolor.train.config", "build_parser"),
     "data": ("fastcolor.data.photoset.recipe", "build_parser"),
     "video": ("fastcolor.video.cli", "build_parser"),
+    "evaluate-video": ("fastcolor.video_metrics", "build_parser"),
 }
 C2_DISPLAY_MAX = 10.0  # confidence images show min(C2, 10) / 10
 FATAL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}  # a failed write that ends the command (exit 2)
