@@ -136,16 +136,14 @@ def test_no_colour_state_crosses_a_scene_cut():
 
 
 def test_a_cut_between_scenes_of_equal_histograms_is_found_by_the_motion():
-    """The same lightness values shuffled into another picture: the histogram
-    test sees nothing, the motion test finds nothing reliable."""
+    """The same picture turned upside down: the histogram test sees nothing,
+    the motion test finds (almost) nothing of the old frame in the new one."""
     h, w = 96, 128
     a = _texture(h, w, 5, 0.1, 0.95)
-    perm = torch.randperm(h * w, generator=torch.Generator().manual_seed(0))
-    b = a.flatten()[perm].view(h, w)
-    b = F.avg_pool2d(F.pad(b[None, None], (1, 1, 1, 1), mode="replicate"), 3, 1)[0, 0]
-    frames = _gray_frames([a] * 4 + [b] * 4)
+    frames = _gray_frames([a] * 3 + [torch.flip(a, [0, 1])] * 3)
+    assert histogram_distance(frames[2][0].numpy(), frames[3][0].numpy()) == 0
     flow, video = _run("flow", frames)
-    assert video.cuts == [4]
+    assert video.cuts == [3]
 
 
 # ------------------------------------------------------------------ a static clip
@@ -155,8 +153,8 @@ def test_static_clip_converges_to_a_steady_colour():
     h, w = 96, 128
     light = _texture(h, w, 6, 0.15, 0.95)
     frames = _gray_frames([light] * 16)
-    none, _ = _run("none", frames, _colorizer(noise=1.5, seed=1))
-    flow, video = _run("flow", frames, _colorizer(noise=1.5, seed=1))
+    none, _ = _run("none", frames, _colorizer(noise=1.0, seed=1))
+    flow, video = _run("flow", frames, _colorizer(noise=1.0, seed=1))
     assert video.cuts == []
     a_none, a_flow = _ab(none), _ab(flow)
 
@@ -164,7 +162,7 @@ def test_static_clip_converges_to_a_steady_colour():
         return torch.stack([(ab[t] - ab[t - 1]).norm(dim=0).mean() for t in range(10, 16)]).mean()
 
     assert change(a_none) > 3, change(a_none)  # the stand-in flickers
-    assert change(a_flow) < 0.35 * change(a_none), (change(a_flow), change(a_none))
+    assert change(a_flow) < 0.4 * change(a_none), (change(a_flow), change(a_none))
     # Steady, and at the colour of the per-frame average (not washed out).
     mean_none = torch.stack(a_none).mean(0)
     assert (a_flow[-1] - mean_none).norm(dim=0).mean() < 6

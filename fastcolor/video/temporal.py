@@ -18,15 +18,20 @@ through fastcolor.ops.temporal_decode.
     and a cut mixes the two scenes for as long.
 
 ``flow`` (the default)
-    s_t = w * warp(s_{t-1}) + (1 - w) * p_t, w = keep * r * (1 - max_q p_t)^sharpness
+    s_t = w * warp(s_{t-1}) + (1 - w) * p_t,
+    w = keep * (r + (1 - r) * exp(-d^2 / (2 tolerance^2))) * (1 - max_q p_t)^sharpness
     with r = 1 where the motion from frame t-1 to t is reliable and 0 where it
-    is not (occlusions, flow failures, outside the frame: fastcolor.video.motion).
-    Moving objects carry their colour along; revealed background takes the new
-    frame's colour at once. keep < 1 makes the state forget (an effective
-    memory of 1 / (1 - keep) frames at a reliable, uncertain pixel); sharpness
-    lets a confident frame override its past. At a scene cut (the lightness
-    histogram changes by more than cut_histogram, or less than cut_reliable of
-    the frame is reliable) w = 0 everywhere: the new scene starts afresh.
+    is not (occlusions, flow failures, outside the frame: fastcolor.video.motion),
+    and d the distance between the mean colours of warp(s_{t-1}) and p_t. Moving
+    objects carry their colour along; where the motion is unreliable the past
+    is kept only as far as it has the colour this frame predicts anyway (a
+    revealed background does not inherit the colour of the object that covered
+    it: no trail; a flickering but static region is still smoothed). keep < 1
+    makes the state forget (an effective memory of about 1 / (1 - keep)
+    frames); sharpness lets a confident frame override its past. At a scene cut
+    (the lightness histogram changes by more than cut_histogram, or less than
+    cut_reliable of the frame is reliable) w = 0 everywhere: the new scene
+    starts afresh.
 """
 
 from __future__ import annotations
@@ -50,6 +55,9 @@ class FlowOptions:
     """Parameters of the ``flow`` filter (docs/video.md gives the reasons).
 
     keep: weight of the warped past at a reliable pixel (0..1).
+    tolerance: where the motion is unreliable, the past keeps keep * exp(-d^2 / (2 tolerance^2)) with d the
+        distance (chroma units) between the mean colours of the warped past and of this frame's prediction:
+        a past of another colour (a trail) is dropped, one of the same colour still smooths; 0: dropped always.
     sharpness: confidence gating exponent, w *= (1 - max_q p)^sharpness.
     photometric: largest lightness mismatch after warping, in gray levels of 255.
     cut_histogram: lightness-histogram distance (0..1) above which a frame starts a new scene.
@@ -58,7 +66,8 @@ class FlowOptions:
     """
 
     keep: float = 0.9
-    sharpness: float = 0.0
+    tolerance: float = 10.0
+    sharpness: float = 1.0
     photometric: float = 12.0
     cut_histogram: float = 0.3
     cut_reliable: float = 0.2
@@ -69,7 +78,7 @@ class FlowOptions:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and lo <= v <= hi):
                 raise ValueError(f"FlowOptions.{name} must be a number in [{lo}, {hi}], got {v!r}")
-        for name in ("sharpness", "photometric"):
+        for name in ("tolerance", "sharpness", "photometric"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and 0 <= v < math.inf):
                 raise ValueError(f"FlowOptions.{name} must be a finite number >= 0, got {v!r}")
@@ -175,14 +184,26 @@ class FlowFilter(NoFilter):
             else:
                 flow, r = Motion.to_grid(flow, reliable, logits.shape[-2:])
                 state = warp(self.state, flow.to(logits.device))
-                weight = (o.keep * r).to(logits.device)
+                r = r.to(logits.device)
                 fraction = float(r.mean())
+                if o.tolerance > 0:
+                    r = r + (1 - r) * self.agreement(logits, state)
+                weight = o.keep * r
         if cut:
             fraction = 0.0
         ab, self.state = ops.temporal_decode(logits, state, weight, self.centres, self.temperature,
                                              o.sharpness, backend=self.backend)
         self.prev = gray
         return Step(ab, cut=cut and not first, reliable=fraction)
+
+
+    def agreement(self, logits, state):
+        """exp(-d^2 / (2 tolerance^2)) per pixel (1, 1, h, w), d = the distance
+        between the mean colours of softmax(logits) and of state."""
+        c = self.centres.to(logits.device, torch.float32)
+        p = torch.softmax(logits.float(), dim=1)
+        d = torch.einsum("nqhw,qc->nchw", p - state, c)
+        return torch.exp(-(d * d).sum(1, keepdim=True) / (2 * self.options.tolerance ** 2))
 
 
 def make_filter(mode, centres, temperature, backend=None, options=None):
