@@ -88,7 +88,7 @@ void temporal_decode_cpu_kernel(const at::Tensor& logits, const at::Tensor& stat
 
   at::parallel_for(0, tiles, 1, [&](int64_t t0, int64_t t1) {
     std::vector<acc_t> zbuf(nq * L);
-    std::vector<float> sbuf(nq * L), nbuf(nq * L);
+    std::vector<float> sbuf(nq * L), nbuf(nq * L), ebuf(nq * L);
     for (int64_t tile = t0; tile < t1; ++tile) {
       const int64_t p0 = tile * L;
       const int64_t cnt = std::min(L, pixels - p0);
@@ -103,17 +103,17 @@ void temporal_decode_cpu_kernel(const at::Tensor& logits, const at::Tensor& stat
 
       acc_t m[L], sum[L], inv[L], w[L];
       cpu::tile_max(zt, zs, nq, m);
-      // float32: exp(z - m) is kept in the new state's rows until the blend
-      // overwrites it (one exp per logit); float64 computes it twice rather
-      // than round it through float32.
+      // float32: exp(z - m) is kept in a cache-resident buffer for the blend
+      // (one exp per logit); float64 computes it twice rather than round it
+      // through float32.
       constexpr bool keep_exp = std::is_same_v<acc_t, float>;
       for (int64_t t = 0; t < L; ++t) sum[t] = 0;
       for (int64_t q = 0; q < nq; ++q) {
         const acc_t* __restrict zr = zt + q * zs;
-        float* __restrict nr = nt + q * ns;
+        float* __restrict er = ebuf.data() + q * L;
         for (int64_t t = 0; t < L; ++t) {
           const acc_t e = exp_nonpositive(zr[t] - m[t]);
-          if constexpr (keep_exp) nr[t] = e;
+          if constexpr (keep_exp) er[t] = e;
           sum[t] += e;
         }
       }
@@ -133,9 +133,10 @@ void temporal_decode_cpu_kernel(const at::Tensor& logits, const at::Tensor& stat
       for (int64_t q = 0; q < nq; ++q) {
         const acc_t* __restrict zr = zt + q * zs;
         const float* __restrict sr = st + q * ss;
+        const float* __restrict er = ebuf.data() + q * L;
         float* __restrict nr = nt + q * ns;
         for (int64_t t = 0; t < L; ++t) {
-          const acc_t e = keep_exp ? static_cast<acc_t>(nr[t]) : exp_nonpositive(zr[t] - m[t]);
+          const acc_t e = keep_exp ? static_cast<acc_t>(er[t]) : exp_nonpositive(zr[t] - m[t]);
           const acc_t p = e * inv[t];
           const acc_t blend = w[t] * static_cast<acc_t>(sr[t]) + (acc_t(1) - w[t]) * p;
           const float v = static_cast<float>(w[t] == 0 ? p : blend);
@@ -171,9 +172,13 @@ void temporal_decode_cpu_kernel(const at::Tensor& logits, const at::Tensor& stat
           const float* __restrict nr = nt + q * ns;
           const float ca = bins.a[q], cb = bins.b[q];
           for (int64_t t = 0; t < L; ++t) {
-            float d = log_finite(nr[t]) - lmax[t];
+            const float v = nr[t];
+            float d = log_finite(v) - lmax[t];
             d = d > 0.f ? 0.f : d;  // the polynomial log may break a tie by an ulp
-            const float e = nr[t] > 0.f ? exp_nonpositive(d * inv_t) : 0.f;  // log(0) = -inf
+            // log(0) = -inf weighs 0; computed for every lane, then selected,
+            // so that the loop stays vectorised.
+            const float x = exp_nonpositive(d * inv_t);
+            const float e = v > 0.f ? x : 0.f;
             s[t] += e;
             sa[t] = fmadd(e, ca, sa[t]);
             sb[t] = fmadd(e, cb, sb[t]);
