@@ -70,9 +70,9 @@ def temporal_decode(logits, state, weight, centres, temperature=0.38, sharpness=
     i.e. ab is the annealed mean of log(new_state): T = 1 its mean, T -> 0 its
     mode, T = 0 the centre of the first largest entry. sharpness > 0 lowers
     the weight of the past where this frame is confident. The kernels read the
-    logits once per pixel (a tile of adjacent pixels stays in cache for the
-    second sweep), so the step costs about what annealed_mean costs plus the
-    state read and write.
+    logits and the state once and write the new state once (docs/design.md
+    sections 3.5 and 4.6); on the CPU the log and exp of s^(1/T) make the step
+    cost about four times annealed_mean.
 
     Edge values follow softmax and annealed_mean: a pixel with a NaN or +inf
     logit, or only -inf logits, gets a NaN distribution, state and ab; a NaN
