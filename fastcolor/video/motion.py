@@ -1,12 +1,14 @@
 """Motion between consecutive frames, for the ``flow`` temporal filter.
 
-Everything here works on the network's input grid: the frame's lightness
-resized to input_size x input_size (256 for the bundled model) as 8-bit gray
-levels. The optical flow is OpenCV's DIS (dense inverse search, Kroeger et al.
-2016) on that grid, four times finer than the logits' grid (64 x 64): DIS
-matches 8 x 8 patches, which on the logits' grid would span a whole object.
-The flow and the reliability are then reduced to the logits' grid, where the
-state lives.
+Everything here works on the network's input lightness (input_size x
+input_size, 256 for the bundled model) as 8-bit gray levels, shrunk to the
+flow grid (at most FlowOptions.flow_size = 128 on a side). The optical flow is
+OpenCV's DIS (dense inverse search, Kroeger et al. 2016) on that grid, twice
+as fine as the logits' grid (64 x 64): DIS matches 8 x 8 patches, which on the
+logits' grid would span whole objects, while on carphone (the tuning clip) the
+flow on the full 256 grid smoothed no better than on 128 at four times the
+cost. The flow and the reliability are then reduced to the logits' grid, where
+the state lives.
 
 Reliability of the backward flow f_b (frame t -> t-1) at a pixel x:
 
@@ -39,10 +41,14 @@ DIS_PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "fast": cv2.DI
 HISTOGRAM_BINS = 32
 
 
-def light_levels(x):
+def light_levels(x, size=None):
     """Network input lightness (1, S, S) (normalised: in [-0.5, 0.5] in both
-    colour spaces) -> uint8 (S, S) gray levels for OpenCV."""
-    return ((x[0].float() + 0.5) * 255).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+    colour spaces) -> uint8 (S, S) gray levels for OpenCV; (size, size) when
+    size is given and smaller (area averaging)."""
+    gray = ((x[0].float() + 0.5) * 255).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+    if size is not None and size < min(gray.shape):
+        gray = cv2.resize(gray, (size, size), interpolation=cv2.INTER_AREA)
+    return gray
 
 
 def histogram_distance(a, b):
