@@ -13,13 +13,16 @@
 # 2. runs, side by side (correctness only, no timings): the CUDA tests, each on
 #    the compiled path and (test ids "cuda-jit") the JIT path (every
 #    kernel variant against the reference and the CPU kernels, poisoned
-#    outputs, gradcheck, opcheck, memory, torch.compile) and compute-sanitizer
-#    memcheck and racecheck over the kernel-variant tests (compiled path);
+#    outputs, gradcheck, opcheck, memory, torch.compile; temporal_decode's in
+#    tests/test_temporal_decode.py) and compute-sanitizer memcheck and
+#    racecheck over the kernel-variant tests (compiled path; temporal_decode's
+#    included, its opcheck and torch.compile tests left to the plain run);
 # 3. optionally (TRAIN_SCRIPT=path) a training script, alone (run next to the
 #    tests on 16 cores, four trainings never got past decoding their photos);
-# 4. then, alone on the GPU, the op benchmarks (docs/design.md section 6), the
-#    ECCV16 training-step benchmark, and the JIT against the compiled kernels
-#    on every op benchmark case (equal within noise: the same device code);
+# 4. then, alone on the GPU, the op benchmarks (docs/design.md section 6; the
+#    "temporal" rows time temporal_decode), the ECCV16 training-step benchmark,
+#    and the JIT against the compiled kernels on every op benchmark case (equal
+#    within noise: the same device code);
 # and prints the summaries and the benchmark tables last.
 # 5. optionally (PROFILE=1) Nsight Compute over one call of each benchmark case
 #    (benchmarks/profile_kernels.sh: DRAM %, occupancy, stall reasons per kernel).
@@ -80,8 +83,8 @@ if [ "${SKIP_SANITIZER:-0}" != "1" ]; then
   SAN=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
   for tool in memcheck racecheck; do
     timeout "${SANITIZER_TIMEOUT:-240}" "$SAN" --tool "$tool" --error-exitcode 86 --print-limit 20 \
-      $PY -m pytest -q -p no:cacheprovider tests/test_kernel_variants.py tests/test_lookup.py -k "cuda and not cuda-jit" \
-      >"$LOG/sanitizer_$tool.log" 2>&1 &
+      $PY -m pytest -q -p no:cacheprovider tests/test_kernel_variants.py tests/test_lookup.py tests/test_temporal_decode.py \
+      -k "cuda and not cuda-jit and not opcheck and not compile" >"$LOG/sanitizer_$tool.log" 2>&1 &
     pids+=($!)
   done
 fi

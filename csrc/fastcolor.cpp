@@ -146,6 +146,12 @@ PyObject* PyInit__C(void) {
 #define FASTCOLOR_SCHEMA_ANNEALED_MEAN_BACKWARD                   \
   "annealed_mean_backward(Tensor grad_ab, Tensor logits, Tensor centres, " \
   "Tensor ab, Tensor stats, float temperature) -> Tensor"
+// One step of temporal filtering, inference only: logits (N,Q,H,W), state
+// (N,Q,H,W) f32, weight (N,1,H,W) f32 -> (ab (N,2,H,W) f32, new_state
+// (N,Q,H,W) f32 in the logits' memory format).
+#define FASTCOLOR_SCHEMA_TEMPORAL_DECODE                                          \
+  "temporal_decode(Tensor logits, Tensor state, Tensor weight, Tensor centres, " \
+  "float temperature, float sharpness) -> (Tensor, Tensor)"
 
 #define FASTCOLOR_DEFINE_OPS(m)                     \
   m.def(FASTCOLOR_SCHEMA_NEAREST_BIN);              \
@@ -153,7 +159,8 @@ PyObject* PyInit__C(void) {
   m.def(FASTCOLOR_SCHEMA_BIN_HISTOGRAM);            \
   m.def(FASTCOLOR_SCHEMA_CROSS_ENTROPY);            \
   m.def(FASTCOLOR_SCHEMA_ANNEALED_MEAN);            \
-  m.def(FASTCOLOR_SCHEMA_ANNEALED_MEAN_BACKWARD);
+  m.def(FASTCOLOR_SCHEMA_ANNEALED_MEAN_BACKWARD);   \
+  m.def(FASTCOLOR_SCHEMA_TEMPORAL_DECODE);
 
 #define FASTCOLOR_IMPL_OPS(m, dev)                                                    \
   m.impl("nearest_bin", &fastcolor::nearest_bin_##dev);                               \
@@ -161,7 +168,8 @@ PyObject* PyInit__C(void) {
   m.impl("bin_histogram", &fastcolor::bin_histogram_##dev);                           \
   m.impl("rebalanced_cross_entropy", &fastcolor::rebalanced_cross_entropy_##dev);     \
   m.impl("annealed_mean", &fastcolor::annealed_mean_##dev);                           \
-  m.impl("annealed_mean_backward", &fastcolor::annealed_mean_backward_##dev);
+  m.impl("annealed_mean_backward", &fastcolor::annealed_mean_backward_##dev);         \
+  m.impl("temporal_decode", &fastcolor::temporal_decode_##dev);
 
 TORCH_LIBRARY(fastcolor, m) {
   // -> [max_k, max_bins] as compiled; takes no tensor, so its one kernel is
