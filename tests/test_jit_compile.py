@@ -5,7 +5,7 @@ a process that can reach no CUDA toolkit (CUDA_HOME and CUDA_PATH unset, no
 /usr/local/cuda on any path): only what pip installs, as on a user's machine.
 
 NVRTC needs no driver, so this runs on any machine with the wheels. It costs
-about 25 s of CPU per architecture (101 kernels); the
+about 36 s of CPU per architecture (123 kernels); the
 (op, architecture) programs are spread over the CPU cores, and a passing
 result is remembered in the JIT's cache directory under a key of the kernel
 sources, NVRTC options and NVRTC version, so an unchanged tree is not

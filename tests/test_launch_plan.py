@@ -39,6 +39,9 @@ SIGNATURES = {
     "cross_entropy_generic_kernel": "pspsppispsif{a}lpps",
     "cross_entropy_tile_kernel": "pspsppispsifflpps",
     "cross_entropy_warp_kernel": "pspsppispsifflpps",
+    "temporal_decode_generic_kernel": "pspspspifdlpsps",
+    "temporal_decode_tile_kernel": "pspspspifdlpsps",
+    "temporal_decode_warp_kernel": "pspspspifdlpsps",
 }
 SIZES = {"p": 8, "i": 4, "l": 8, "f": 4, "d": 8, "s": None}
 
@@ -111,6 +114,20 @@ def warp_rows(q):
     return next(r for r in (1, 4, 10, 20) if 32 * r >= q)
 
 
+def decode_plan(base, name, q, pixels, tile, warp, per_warp):
+    """(kernel, grid, block, smem) of a per-pixel decode (annealed_mean,
+    temporal_decode): per_warp floats of shared memory per warp of a tile
+    besides the centres."""
+    if tile:
+        r, warps = tile_rows(q), math.ceil(q / tile_rows(q))
+        return (f"fastcolor::device::{base}_tile_kernel<{name}, {r}>", (math.ceil(pixels / 32), 1, 1),
+                (32, warps, 1), 4 * (2 * q + per_warp * warps))
+    if warp:
+        return (f"fastcolor::device::{base}_warp_kernel<{name}, {warp_rows(q)}>",
+                (min(math.ceil(pixels / 8), 65536), 1, 1), (256, 1, 1), 8 * q)
+    return f"fastcolor::device::{base}_generic_kernel<{name}>", (one_d_grid(pixels), 1, 1), (256, 1, 1), 8 * q
+
+
 def test_every_table_entry_is_planned_and_every_plan_is_in_the_table(gen):
     table = jit.kernel_table()
     planned = {op: set() for op in table}
@@ -169,16 +186,7 @@ def test_every_table_entry_is_planned_and_every_plan_is_in_the_table(gen):
                     (ab_out, stats), l = record("annealed_mean", z, c, temperature)
                     planned["annealed_mean"].add(l["kernel"])
                     check_packing(l, acc)
-                    if tile:
-                        r, warps = tile_rows(q), math.ceil(q / tile_rows(q))
-                        want = (f"fastcolor::device::annealed_mean_tile_kernel<{name}, {r}>",
-                                (math.ceil(pixels / 32), 1, 1), (32, warps, 1), 4 * (2 * q + 128 * warps))
-                    elif warp:
-                        want = (f"fastcolor::device::annealed_mean_warp_kernel<{name}, {warp_rows(q)}>",
-                                (min(math.ceil(pixels / 8), 65536), 1, 1), (256, 1, 1), 8 * q)
-                    else:
-                        want = (f"fastcolor::device::annealed_mean_generic_kernel<{name}>",
-                                (one_d_grid(pixels), 1, 1), (256, 1, 1), 8 * q)
+                    want = decode_plan("annealed_mean", name, q, pixels, tile, warp, 4 * 32)
                     assert (l["kernel"], l["grid"], l["block"], l["smem"]) == want
                     inv_t = 1 / temperature if temperature else 0.0
                     assert arg(l, 4) == pytest.approx(inv_t, rel=1e-6) and arg(l, 5) == pixels
@@ -199,6 +207,26 @@ def test_every_table_entry_is_planned_and_every_plan_is_in_the_table(gen):
                             "fastcolor::device::" + want[0], (want[1], 1, 1), (256, 1, 1), 8 * q)
                         assert (arg(lb, 2), layout(lb, 3), arg(lb, 11), arg(lb, 12), layout(lb, 13)) == (
                             z.data_ptr(), strides_of(z), pixels, g.data_ptr(), strides_of(g))
+                # the state in the other layout, so that each layout is packed as its own
+                state = torch.rand(n, q, h, w, generator=gen)
+                if not channels_last:
+                    state = state.contiguous(memory_format=torch.channels_last)
+                weight = torch.rand(n, 1, h, w, generator=gen)
+                for temperature in (0.38, 0.0):
+                    (ab_out, new_state), l = record("temporal_decode", z, state, weight, c, temperature, 0.5)
+                    planned["temporal_decode"].add(l["kernel"])
+                    check_packing(l)
+                    want = decode_plan("temporal_decode", name, q, pixels, tile, warp, 5 * 32)
+                    assert (l["kernel"], l["grid"], l["block"], l["smem"]) == want
+                    assert new_state.stride() == z.stride()  # the logits' memory format
+                    assert (arg(l, 0), layout(l, 1), arg(l, 2), layout(l, 3), arg(l, 4), layout(l, 5)) == (
+                        z.data_ptr(), strides_of(z), state.data_ptr(), strides_of(state), weight.data_ptr(),
+                        strides_of(weight))
+                    inv_t = 1 / temperature if temperature else 0.0
+                    assert (arg(l, 6), arg(l, 7), arg(l, 9), arg(l, 10)) == (c.data_ptr(), q, 0.5, pixels)
+                    assert arg(l, 8) == pytest.approx(inv_t, rel=1e-6)
+                    assert (arg(l, 11), layout(l, 12), arg(l, 13), layout(l, 14)) == (
+                        ab_out.data_ptr(), strides_of(ab_out), new_state.data_ptr(), strides_of(new_state))
     assert planned == {op: set(names) for op, names in table.items()}
 
 

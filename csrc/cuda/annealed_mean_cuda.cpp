@@ -4,7 +4,6 @@
 #include <ATen/ops/empty_like.h>
 #include <ATen/ops/zeros_like.h>
 
-#include <algorithm>
 #include <tuple>
 
 #include "cuda_host.h"
@@ -28,37 +27,15 @@ std::tuple<at::Tensor, at::Tensor> annealed_mean_cuda(const at::Tensor& logits,
   const auto st = logits.scalar_type();
   const std::string type = cuda::type_name(st);
   const LaunchPlan plan = plan_launch(st == at::kDouble, nq, lz.s_c);
-  std::string name;
-  if (plan.kind == LaunchPlan::kGeneric) {
-    name = kernel_name("annealed_mean_generic_kernel", {type});
-  } else if (plan.kind == LaunchPlan::kWarp) {
-    name = kernel_name("annealed_mean_warp_kernel", {type, std::to_string(plan.rows)});
-  } else {
-    name = kernel_name("annealed_mean_tile_kernel", {type, std::to_string(plan.rows)});
-  }
-  KernelLaunch l("annealed_mean", name);
+  KernelLaunch l = cuda::decode_launch("annealed_mean", plan, type, pixels);
+  // The centres, and in the tiled kernel 4 partial sums per pixel and warp.
+  l.smem = (2 * nq + (plan.kind == LaunchPlan::kTile ? 4 * 32 * plan.warps : 0)) * sizeof(float);
   l.arg(logits.const_data_ptr()).arg(lz).arg(c.const_data_ptr<float>()).arg(nq);
-  if (plan.kind == LaunchPlan::kGeneric) {
-    l.set_grid(cuda::blocks_for(pixels));
-    l.set_block(cuda::kThreads);
-    l.smem = 2 * nq * sizeof(float);
-    if (st == at::kDouble)
-      l.arg(inverse_temperature<double>(temperature));
-    else
-      l.arg(inverse_temperature<float>(temperature));
-  } else {
-    if (plan.kind == LaunchPlan::kWarp) {
-      const int64_t per_block = cuda::kThreads / 32;
-      l.set_grid(static_cast<unsigned>(std::min<int64_t>((pixels + per_block - 1) / per_block, 65536)));
-      l.set_block(cuda::kThreads);
-      l.smem = 2 * nq * sizeof(float);
-    } else {
-      l.set_grid(static_cast<unsigned>((pixels + 31) / 32));
-      l.set_block(32, plan.warps);
-      l.smem = (2 * nq + 4 * 32 * plan.warps) * sizeof(float);
-    }
+  // 1 / T in the accumulation type (float64 logits take the generic kernel).
+  if (st == at::kDouble)
+    l.arg(inverse_temperature<double>(temperature));
+  else
     l.arg(inverse_temperature<float>(temperature));
-  }
   l.arg(pixels).arg(out.mutable_data_ptr()).arg(stats.mutable_data_ptr()).arg(lo);
   launch_kernel(l, logits.device());
   return {out, stats};

@@ -19,10 +19,12 @@ namespace fastcolor {
 namespace cuda {
 
 // Bin centres (Q, 2) into shared memory as two arrays; all threads of the
-// block must call it.
+// block must call it (it ends with a barrier). The threads of a 2-D block
+// (the tiled kernels: 32 x W) share the work.
 __device__ __forceinline__ void load_bins(const float* __restrict__ centres, int nq,
                                           float* ca, float* cb) {
-  for (int i = threadIdx.x; i < nq; i += blockDim.x) {
+  const int threads = blockDim.x * blockDim.y;
+  for (int i = threadIdx.x + blockDim.x * threadIdx.y; i < nq; i += threads) {
     ca[i] = centres[2 * i];
     cb[i] = centres[2 * i + 1];
   }

@@ -121,3 +121,27 @@
   X(fastcolor::device::cross_entropy_warp_kernel<__nv_bfloat16, 20, 1>) \
   X(fastcolor::device::cross_entropy_warp_kernel<__nv_bfloat16, 20, 8>) \
   X(fastcolor::device::cross_entropy_warp_kernel<__nv_bfloat16, 20, fastcolor::kMaxK>)
+
+#define FASTCOLOR_KERNELS_temporal_decode(X) \
+  X(fastcolor::device::temporal_decode_generic_kernel<float>) \
+  X(fastcolor::device::temporal_decode_generic_kernel<__half>) \
+  X(fastcolor::device::temporal_decode_generic_kernel<__nv_bfloat16>) \
+  X(fastcolor::device::temporal_decode_generic_kernel<double>) \
+  X(fastcolor::device::temporal_decode_tile_kernel<float, 8>) \
+  X(fastcolor::device::temporal_decode_tile_kernel<float, 40>) \
+  X(fastcolor::device::temporal_decode_tile_kernel<__half, 8>) \
+  X(fastcolor::device::temporal_decode_tile_kernel<__half, 40>) \
+  X(fastcolor::device::temporal_decode_tile_kernel<__nv_bfloat16, 8>) \
+  X(fastcolor::device::temporal_decode_tile_kernel<__nv_bfloat16, 40>) \
+  X(fastcolor::device::temporal_decode_warp_kernel<float, 1>) \
+  X(fastcolor::device::temporal_decode_warp_kernel<float, 4>) \
+  X(fastcolor::device::temporal_decode_warp_kernel<float, 10>) \
+  X(fastcolor::device::temporal_decode_warp_kernel<float, 20>) \
+  X(fastcolor::device::temporal_decode_warp_kernel<__half, 1>) \
+  X(fastcolor::device::temporal_decode_warp_kernel<__half, 4>) \
+  X(fastcolor::device::temporal_decode_warp_kernel<__half, 10>) \
+  X(fastcolor::device::temporal_decode_warp_kernel<__half, 20>) \
+  X(fastcolor::device::temporal_decode_warp_kernel<__nv_bfloat16, 1>) \
+  X(fastcolor::device::temporal_decode_warp_kernel<__nv_bfloat16, 4>) \
+  X(fastcolor::device::temporal_decode_warp_kernel<__nv_bfloat16, 10>) \
+  X(fastcolor::device::temporal_decode_warp_kernel<__nv_bfloat16, 20>)

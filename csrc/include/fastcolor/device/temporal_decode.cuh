@@ -1,6 +1,11 @@
-// Device code of temporal_decode (torch-free: CUDA builtins, cuda_fp16.h /
-// cuda_bf16.h and fastcolor's torch-free headers only), templated on the
-// logits' element type: float, __half, __nv_bfloat16 or double.
+// The CUDA kernels of temporal_decode: device code only, torch-free (CUDA
+// builtins, cuda_fp16.h / cuda_bf16.h and fastcolor's torch-free headers),
+// templated on the logits' element type: float, __half, __nv_bfloat16 or
+// double. nvcc compiles them into fastcolor._C (csrc/cuda/temporal_decode.cu)
+// and NVRTC at run time (fastcolor/ops/jit.py); csrc/cuda/
+// temporal_decode_cuda.cpp checks the arguments, plans and packs each launch
+// for both. Every instantiation the host code can launch is listed in
+// fastcolor/device/instances.h.
 //
 // Per pixel, with z its Q logits, the state st and the weight w0:
 //   p = softmax(z), w = w0 (1 - max p)^sharpness, s = w st + (1 - w) p (p where
@@ -19,48 +24,15 @@
 //    read twice (the max and the softmax sum, then the blend).
 #pragma once
 
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-
-#include "fastcolor/colormath.h"
-#include "fastcolor/layout.h"
+#include "fastcolor/device/common.cuh"
 
 namespace fastcolor {
 namespace device {
+// The helpers of these kernels, apart from the other ops' device code.
 namespace temporal {
 
-template <typename T>
-struct Acc {
-  using type = float;
-};
-template <>
-struct Acc<double> {
-  using type = double;
-};
-
-__device__ __forceinline__ float to_acc(float v) { return v; }
-__device__ __forceinline__ double to_acc(double v) { return v; }
-__device__ __forceinline__ float to_acc(__half v) { return __half2float(v); }
-__device__ __forceinline__ float to_acc(__nv_bfloat16 v) { return __bfloat162float(v); }
-
-// exp of softmax terms: the hardware approximation in float32, exact in float64.
-__device__ __forceinline__ float exp_acc(float x) { return __expf(x); }
-__device__ __forceinline__ double exp_acc(double x) { return exp(x); }
 __device__ __forceinline__ float pow_acc(float x, float y) { return powf(x, y); }
 __device__ __forceinline__ double pow_acc(double x, double y) { return pow(x, y); }
-
-// Bin centres (Q, 2) into shared memory as two arrays; every thread of the
-// block must call it (it ends with a barrier).
-__device__ __forceinline__ void load_centres(const float* __restrict__ centres, int nq, float* ca,
-                                             float* cb) {
-  const int tid = threadIdx.x + blockDim.x * threadIdx.y;
-  const int threads = blockDim.x * blockDim.y;
-  for (int i = tid; i < nq; i += threads) {
-    ca[i] = centres[2 * i];
-    cb[i] = centres[2 * i + 1];
-  }
-  __syncthreads();
-}
 
 // The blend of one bin, rounded to float32. Where w = 0 the state is not
 // used (a reset may pass anything there).
@@ -154,73 +126,63 @@ __device__ __forceinline__ void write_ab(float* __restrict__ ab, const PixelLayo
   ab[oo + lo.s_c] = b;
 }
 
-// The arguments every kernel takes.
-template <typename scalar_t>
-struct Args {
-  const scalar_t* logits;
-  PixelLayout lz;
-  const float* state;
-  PixelLayout ls;
-  const float* weight;
-  PixelLayout lw;
-  const float* centres;
-  int nq;
-  float inv_t;       // 1 / T, saturated; 0 for T = 0
-  double sharpness;  // >= 0
-  int64_t pixels;
-  float* ab;
-  PixelLayout lo;
-  float* new_state;
-  PixelLayout ln;
-};
+}  // namespace temporal
+
+// Every kernel takes the same parameters: the logits, the state and the
+// weight with their layouts, the centres (Q, 2), inv_t = 1 / T saturated (0
+// for T = 0), sharpness >= 0, the number of pixels, and the outputs ab and
+// new_state with their layouts.
 
 // A thread per pixel (grid-stride): the max and the softmax sum online, then
 // the blend, the store and the decode in one more sweep.
 template <typename scalar_t>
-__global__ void __launch_bounds__(256) generic_kernel(Args<scalar_t> g) {
-  using acc_t = typename Acc<scalar_t>::type;
+__global__ void __launch_bounds__(256) temporal_decode_generic_kernel(
+    const scalar_t* logits, PixelLayout lz, const float* state, PixelLayout ls,
+    const float* weight, PixelLayout lw, const float* centres, int nq, float inv_t,
+    double sharpness, int64_t pixels, float* ab, PixelLayout lo, float* new_state, PixelLayout ln) {
+  using acc_t = cuda::opmath_t<scalar_t>;
   extern __shared__ float smem[];
   float* ca = smem;
-  float* cb = smem + g.nq;
-  load_centres(g.centres, g.nq, ca, cb);
-  const bool mode = g.inv_t == 0.f;
-  const acc_t sharp = static_cast<acc_t>(g.sharpness);
-  for (int64_t p = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; p < g.pixels;
+  float* cb = smem + nq;
+  cuda::load_bins(centres, nq, ca, cb);
+  const bool mode = inv_t == 0.f;
+  const acc_t sharp = static_cast<acc_t>(sharpness);
+  for (int64_t p = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; p < pixels;
        p += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const scalar_t* zp = g.logits + g.lz.offset(p);
+    const scalar_t* zp = logits + lz.offset(p);
     acc_t m = -INFINITY, sum = 0;
-    for (int q = 0; q < g.nq; ++q) {
-      const acc_t z = to_acc(zp[q * g.lz.s_c]);
+    for (int q = 0; q < nq; ++q) {
+      const acc_t z = cuda::to_acc(zp[q * lz.s_c]);
       if (z > m) {  // NaN never enters here: exp(NaN - m) makes the sum NaN below
-        sum = sum * exp_acc(m - z) + acc_t(1);
+        sum = sum * cuda::exp_acc(m - z) + acc_t(1);
         m = z;
       } else {
-        sum += exp_acc(z - m);  // all -inf: exp(NaN) = NaN, as softmax
+        sum += cuda::exp_acc(z - m);  // all -inf: exp(NaN) = NaN, as softmax
       }
     }
     const acc_t inv = acc_t(1) / sum;
-    const acc_t w = gated_weight(g.weight[g.lw.offset(p)], inv, sharp);
-    const float* sp = g.state + g.ls.offset(p);
-    float* np = g.new_state + g.ln.offset(p);
+    const acc_t w = temporal::gated_weight(weight[lw.offset(p)], inv, sharp);
+    const float* sp = state + ls.offset(p);
+    float* np = new_state + ln.offset(p);
     unsigned flags = 0u;
-    Annealed d;
+    temporal::Annealed d;
     float best = -INFINITY;
     int arg = -1;
-    for (int q = 0; q < g.nq; ++q) {
-      const acc_t pq = exp_acc(to_acc(zp[q * g.lz.s_c]) - m) * inv;
-      const float v = blend(w, sp[q * g.ls.s_c], pq);
-      np[q * g.ln.s_c] = v;
-      flags |= flags_of(v);
+    for (int q = 0; q < nq; ++q) {
+      const acc_t pq = cuda::exp_acc(cuda::to_acc(zp[q * lz.s_c]) - m) * inv;
+      const float v = temporal::blend(w, sp[q * ls.s_c], pq);
+      np[q * ln.s_c] = v;
+      flags |= temporal::flags_of(v);
       if (mode) {
         if (v > best) {  // strictly: the first of equal maxima stays
           best = v;
           arg = q;
         }
       } else {
-        d.push(v, ca[q], cb[q], g.inv_t);
+        d.push(v, ca[q], cb[q], inv_t);
       }
     }
-    write_ab(g.ab, g.lo, p, mode, flags, arg, d, ca, cb);
+    temporal::write_ab(ab, lo, p, mode, flags, arg, d, ca, cb);
   }
 }
 
@@ -230,27 +192,30 @@ __global__ void __launch_bounds__(256) generic_kernel(Args<scalar_t> g) {
 // (so all know the softmax), warp 0 combines the decode and writes ab.
 // Shared memory: 2 Q floats of centres, then 5 arrays of W x 32.
 template <typename scalar_t, int R>
-__global__ void __launch_bounds__(512) tile_kernel(Args<scalar_t> g) {
+__global__ void __launch_bounds__(512) temporal_decode_tile_kernel(
+    const scalar_t* logits, PixelLayout lz, const float* state, PixelLayout ls,
+    const float* weight, PixelLayout lw, const float* centres, int nq, float inv_t,
+    double sharpness, int64_t pixels, float* ab, PixelLayout lo, float* new_state, PixelLayout ln) {
   extern __shared__ float smem[];
   const int lane = threadIdx.x, warp = threadIdx.y, nw = blockDim.y;
   float* ca = smem;
-  float* cb = ca + g.nq;
-  float* r0 = cb + g.nq;
+  float* cb = ca + nq;
+  float* r0 = cb + nq;
   float* r1 = r0 + nw * 32;
   float* r2 = r1 + nw * 32;
   float* r3 = r2 + nw * 32;
   float* r4 = r3 + nw * 32;
   const int at = warp * 32 + lane;
   const int64_t p = static_cast<int64_t>(blockIdx.x) * 32 + lane;
-  const bool valid = p < g.pixels;
-  const scalar_t* zp = g.logits + (valid ? g.lz.offset(p) : 0);
+  const bool valid = p < pixels;
+  const scalar_t* zp = logits + (valid ? lz.offset(p) : 0);
   float z[R];
   FC_UNROLL
   for (int r = 0; r < R; ++r) {
     const int q = warp + nw * r;
-    z[r] = valid && q < g.nq ? to_acc(zp[q * g.lz.s_c]) : -INFINITY;
+    z[r] = valid && q < nq ? cuda::to_acc(zp[q * lz.s_c]) : -INFINITY;
   }
-  load_centres(g.centres, g.nq, ca, cb);
+  cuda::load_bins(centres, nq, ca, cb);
 
   float m = -INFINITY;
   FC_UNROLL
@@ -262,37 +227,38 @@ __global__ void __launch_bounds__(512) tile_kernel(Args<scalar_t> g) {
   float part = 0.f;
   FC_UNROLL
   for (int r = 0; r < R; ++r)
-    if (warp + nw * r < g.nq) part += __expf(z[r] - m);
+    if (warp + nw * r < nq) part += __expf(z[r] - m);
   r1[at] = part;
   __syncthreads();
   float sum = 0.f;
   for (int v = 0; v < nw; ++v) sum += r1[v * 32 + lane];  // the same order in every warp
   const float inv = 1.f / sum;
   const float w =
-      valid ? gated_weight(g.weight[g.lw.offset(p)], inv, static_cast<float>(g.sharpness)) : 0.f;
+      valid ? temporal::gated_weight(weight[lw.offset(p)], inv, static_cast<float>(sharpness))
+            : 0.f;
 
-  const bool mode = g.inv_t == 0.f;
+  const bool mode = inv_t == 0.f;
   unsigned flags = 0u;
-  Annealed d;
+  temporal::Annealed d;
   float best = -INFINITY;
   int arg = -1;
   if (valid) {
-    const float* sp = g.state + g.ls.offset(p);
-    float* np = g.new_state + g.ln.offset(p);
+    const float* sp = state + ls.offset(p);
+    float* np = new_state + ln.offset(p);
     FC_UNROLL
     for (int r = 0; r < R; ++r) {
       const int q = warp + nw * r;
-      if (q < g.nq) {
-        const float v = blend(w, sp[q * g.ls.s_c], __expf(z[r] - m) * inv);
-        np[q * g.ln.s_c] = v;
-        flags |= flags_of(v);
+      if (q < nq) {
+        const float v = temporal::blend(w, sp[q * ls.s_c], __expf(z[r] - m) * inv);
+        np[q * ln.s_c] = v;
+        flags |= temporal::flags_of(v);
         if (mode) {
           if (v > best) {  // r ascending: bins ascending, the first maximum stays
             best = v;
             arg = q;
           }
         } else {
-          d.push(v, ca[q], cb[q], g.inv_t);
+          d.push(v, ca[q], cb[q], inv_t);
         }
       }
     }
@@ -310,7 +276,7 @@ __global__ void __launch_bounds__(512) tile_kernel(Args<scalar_t> g) {
   r4[at] = __uint_as_float(flags);
   __syncthreads();
   if (warp != 0 || !valid) return;
-  Annealed t;
+  temporal::Annealed t;
   best = -INFINITY;
   arg = -1;
   flags = 0u;
@@ -319,34 +285,37 @@ __global__ void __launch_bounds__(512) tile_kernel(Args<scalar_t> g) {
     flags |= __float_as_uint(r4[i]);
     if (mode) {
       const int av = __float_as_int(r1[i]);
-      if (av >= 0) mode_push(r0[i], av, best, arg);
+      if (av >= 0) temporal::mode_push(r0[i], av, best, arg);
     } else {
-      t.merge(r0[i], r1[i], r2[i], r3[i], g.inv_t);
+      t.merge(r0[i], r1[i], r2[i], r3[i], inv_t);
     }
   }
-  write_ab(g.ab, g.lo, p, mode, flags, arg, t, ca, cb);
+  temporal::write_ab(ab, lo, p, mode, flags, arg, t, ca, cb);
 }
 
 // channels_last logits (bins innermost): a warp per pixel, lane l holding bins
 // l + 32 r (r < R), reductions by shuffles; lane 0 writes ab.
 template <typename scalar_t, int R>
-__global__ void __launch_bounds__(256) warp_kernel(Args<scalar_t> g) {
+__global__ void __launch_bounds__(256) temporal_decode_warp_kernel(
+    const scalar_t* logits, PixelLayout lz, const float* state, PixelLayout ls,
+    const float* weight, PixelLayout lw, const float* centres, int nq, float inv_t,
+    double sharpness, int64_t pixels, float* ab, PixelLayout lo, float* new_state, PixelLayout ln) {
   extern __shared__ float smem[];
   float* ca = smem;
-  float* cb = smem + g.nq;
-  load_centres(g.centres, g.nq, ca, cb);
+  float* cb = smem + nq;
+  cuda::load_bins(centres, nq, ca, cb);
   const int lane = threadIdx.x & 31;
-  const bool mode = g.inv_t == 0.f;
+  const bool mode = inv_t == 0.f;
   const int64_t warps = static_cast<int64_t>(gridDim.x) * (blockDim.x / 32);
   for (int64_t p = static_cast<int64_t>(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
-       p < g.pixels; p += warps) {
-    const scalar_t* zp = g.logits + g.lz.offset(p);
+       p < pixels; p += warps) {
+    const scalar_t* zp = logits + lz.offset(p);
     float z[R];
     float m = -INFINITY;
     FC_UNROLL
     for (int r = 0; r < R; ++r) {
       const int q = lane + 32 * r;
-      z[r] = q < g.nq ? to_acc(zp[q * g.lz.s_c]) : -INFINITY;
+      z[r] = q < nq ? cuda::to_acc(zp[q * lz.s_c]) : -INFINITY;
       m = z[r] > m ? z[r] : m;
     }
     for (int o = 16; o > 0; o >>= 1) {
@@ -356,30 +325,31 @@ __global__ void __launch_bounds__(256) warp_kernel(Args<scalar_t> g) {
     float sum = 0.f;
     FC_UNROLL
     for (int r = 0; r < R; ++r)
-      if (lane + 32 * r < g.nq) sum += __expf(z[r] - m);
+      if (lane + 32 * r < nq) sum += __expf(z[r] - m);
     for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
     const float inv = 1.f / sum;
-    const float w = gated_weight(g.weight[g.lw.offset(p)], inv, static_cast<float>(g.sharpness));
-    const float* sp = g.state + g.ls.offset(p);
-    float* np = g.new_state + g.ln.offset(p);
+    const float w =
+        temporal::gated_weight(weight[lw.offset(p)], inv, static_cast<float>(sharpness));
+    const float* sp = state + ls.offset(p);
+    float* np = new_state + ln.offset(p);
     unsigned flags = 0u;
-    Annealed d;
+    temporal::Annealed d;
     float best = -INFINITY;
     int arg = -1;
     FC_UNROLL
     for (int r = 0; r < R; ++r) {
       const int q = lane + 32 * r;
-      if (q < g.nq) {
-        const float v = blend(w, sp[q * g.ls.s_c], __expf(z[r] - m) * inv);
-        np[q * g.ln.s_c] = v;
-        flags |= flags_of(v);
+      if (q < nq) {
+        const float v = temporal::blend(w, sp[q * ls.s_c], __expf(z[r] - m) * inv);
+        np[q * ln.s_c] = v;
+        flags |= temporal::flags_of(v);
         if (mode) {
           if (v > best) {
             best = v;
             arg = q;
           }
         } else {
-          d.push(v, ca[q], cb[q], g.inv_t);
+          d.push(v, ca[q], cb[q], inv_t);
         }
       }
     }
@@ -388,19 +358,18 @@ __global__ void __launch_bounds__(256) warp_kernel(Args<scalar_t> g) {
       if (mode) {
         const float bo = __shfl_xor_sync(0xffffffffu, best, o);
         const int ao = __shfl_xor_sync(0xffffffffu, arg, o);
-        if (ao >= 0) mode_push(bo, ao, best, arg);
+        if (ao >= 0) temporal::mode_push(bo, ao, best, arg);
       } else {
         const float olm = __shfl_xor_sync(0xffffffffu, d.lm, o);
         const float ow = __shfl_xor_sync(0xffffffffu, d.w, o);
         const float oa = __shfl_xor_sync(0xffffffffu, d.a, o);
         const float ob = __shfl_xor_sync(0xffffffffu, d.b, o);
-        d.merge(olm, ow, oa, ob, g.inv_t);
+        d.merge(olm, ow, oa, ob, inv_t);
       }
     }
-    if (lane == 0) write_ab(g.ab, g.lo, p, mode, flags, arg, d, ca, cb);
+    if (lane == 0) temporal::write_ab(ab, lo, p, mode, flags, arg, d, ca, cb);
   }
 }
 
-}  // namespace temporal
 }  // namespace device
 }  // namespace fastcolor
