@@ -24,9 +24,9 @@ the synthetic clips of tests/test_video.py; bikes and bigbuckbunny were not
 used to choose them.
 
 frames/s: the whole VideoColorizer.colorize loop (network, filter, upsampling
-and colour conversion; decoding and scoring excluded), wall clock and CPU time
-(time.process_time, all threads: less sensitive to the other jobs on a shared
-machine), one run per mode after a warm-up of each, per video.
+and colour conversion; decoding and scoring excluded) over the first 32 frames
+of each clip, wall clock and CPU time (time.process_time, all threads), the
+median of 3 runs per mode with the modes interleaved, after a warm-up.
 
 Memory: peak resident memory of ``fastcolor video`` (a separate process each)
 on the first 24 frames of carphone, then on the same 24 frames looped ten
@@ -34,6 +34,7 @@ times (240 frames), both with --temporal flow.
 
     python benchmarks/bench_video.py [--frames N] [--json benchmarks/results/video.json]
         [--txt benchmarks/results/video.txt] [--still docs/video_trails.png] [--no-memory]
+    python benchmarks/bench_video.py --still-only --still-video carphone_pristine.mp4 --frames 60
 
 Not part of CI.
 """
@@ -80,16 +81,30 @@ def load(path, limit=None):
 
 def run_mode(colorizer, mode, frames):
     video = VideoColorizer(colorizer, temporal=mode)
-    wall, cpu = time.perf_counter(), time.process_time()
     out = [f.rgb for f in video.colorize(frames)]
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     scorer = VideoScorer()
     for original, colorized in zip(frames, out):
         scorer.add(original, colorized)
     report = scorer.result()
     row = report["colorized"]
-    row.update(fps_wall=len(frames) / wall, fps_cpu=len(frames) / cpu, cuts=list(video.cuts))
+    row.update(cuts=list(video.cuts))
     return row, report, out
+
+
+def speed(colorizer, frames, repeats=3):
+    """{mode: (frames/s wall, frames/s CPU)}: medians of `repeats` runs over
+    frames, the modes interleaved (none, ema, flow, none, ...) so that a
+    change of load on the shared machine falls on all of them."""
+    times = {mode: [] for mode in MODES}
+    for _ in range(repeats):
+        for mode in MODES:
+            video = VideoColorizer(colorizer, temporal=mode)
+            wall, cpu = time.perf_counter(), time.process_time()
+            for _ in video.colorize(frames):
+                pass
+            times[mode].append((time.perf_counter() - wall, time.process_time() - cpu))
+    return {mode: (len(frames) / float(np.median([w for w, _ in t])), len(frames) / float(np.median([c for _, c in t])))
+            for mode, t in times.items()}
 
 
 class Shots:
@@ -153,21 +168,80 @@ def memory(src, tmp):
     return result
 
 
-def still(path, frames, outputs, video_name):
-    """The frame where ema and flow differ most (first 60 frames): original | none | ema | flow."""
+def trail_window(frames, outputs, first=60, window=(96, 128)):
+    """(t, y, x, score): the frame of the first `first` and the window where ema and flow differ most in a*b*."""
     from fastcolor import rgb_to_lab
-    from fastcolor.data.images import save_image_atomic
 
     def ab(x):
         return rgb_to_lab(x.float()[None] / 255)[0, 1:]
 
-    n = min(60, len(frames))
-    diffs = [float((ab(outputs["ema"][t]) - ab(outputs["flow"][t])).norm(dim=0).mean()) for t in range(n)]
-    t = int(np.argmax(diffs))
-    gap = torch.full((3, frames[t].shape[1], 4), 255, dtype=torch.uint8)
-    panels = [frames[t], gap, outputs["none"][t], gap, outputs["ema"][t], gap, outputs["flow"][t]]
-    save_image_atomic(path, torch.cat(panels, dim=-1))
-    return {"video": video_name, "frame": t, "mean_ab_difference_ema_flow": diffs[t]}
+    h, w = frames[0].shape[1:]
+    wh, ww = min(window[0], h), min(window[1], w)
+    best = (0, 0, 0, -1.0)
+    for t in range(min(first, len(frames))):
+        m = (ab(outputs["ema"][t]) - ab(outputs["flow"][t])).norm(dim=0)
+        sums = torch.nn.functional.avg_pool2d(m[None, None], (wh, ww), stride=8)[0, 0]
+        if float(sums.max()) > best[3]:
+            y, x = divmod(int(sums.argmax()), sums.shape[1])
+            best = (t, y * 8, x * 8, float(sums.max()))
+    return best, (wh, ww)
+
+
+def synthetic_row():
+    """The square of tests/test_video.py (stand-in network: bright -> red,
+    dark -> blue) moving right 5 pixels a frame; its last frame."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from test_video import square_clip, stand_in_colorizer
+
+    frames, _ = square_clip()
+    t = len(frames) - 1
+    outs = {m: list(VideoColorizer(stand_in_colorizer(), temporal=m).colorize(frames))[t].rgb for m in MODES}
+    return (f"synthetic (stand-in network), frame {t}", [frames[t], outs["none"], outs["ema"], outs["flow"]])
+
+
+def still(path, rows, scale=2):
+    """rows: (caption, [original, none, ema, flow] uint8 (3, h, w)) -> one PNG,
+    panels side by side, each row enlarged `scale` times with its caption."""
+    from PIL import Image, ImageDraw
+
+    gap, caption = 6, 18
+    images = []
+    for label, panels in rows:
+        h, w = panels[0].shape[1:]
+        sheet = Image.new("RGB", (4 * w * scale + 3 * gap, h * scale + caption), "white")
+        draw = ImageDraw.Draw(sheet)
+        for k, (panel, name) in enumerate(zip(panels, ("original", "none", "ema", "flow"))):
+            crop = Image.fromarray(panel.permute(1, 2, 0).numpy()).resize((w * scale, h * scale), Image.NEAREST)
+            sheet.paste(crop, (k * (w * scale + gap), caption))
+            draw.text((k * (w * scale + gap) + 4, 3), f"{name}: {label}" if k == 0 else name, fill="black")
+        images.append(sheet)
+    width = max(i.width for i in images)
+    out = Image.new("RGB", (width, sum(i.height for i in images) + gap * (len(images) - 1)), "white")
+    y = 0
+    for i in images:
+        out.paste(i, (0, y))
+        y += i.height + gap
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    out.save(path)
+
+
+def real_row(frames, outputs, name, first=60):
+    (t, y, x, score), (wh, ww) = trail_window(frames, outputs, first)
+    panels = [p[:, y:y + wh, x:x + ww] for p in (frames[t], outputs["none"][t], outputs["ema"][t], outputs["flow"][t])]
+    return (f"{name} frame {t}", panels), {"video": name, "frame": t, "window_yx": [y, x],
+                                           "mean_ab_difference_ema_flow": score}
+
+
+def still_only(name, frames_n, path):
+    """Only the still, from the first frames_n frames of one clip (no metrics)."""
+    from fastcolor.inference import Colorizer
+
+    colorizer = Colorizer.load(device="cpu")
+    frames = load(sample_dir() / name, frames_n)
+    outputs = {mode: [f.rgb for f in VideoColorizer(colorizer, temporal=mode).colorize(frames)] for mode in MODES}
+    row, info = real_row(frames, outputs, name.split(".")[0].split("_")[0], frames_n)
+    still(path, [synthetic_row(), row])
+    print(info)
 
 
 def ratio(a, b):
@@ -182,7 +256,10 @@ def main(argv=None):
     p.add_argument("--still", default=str(ROOT / "docs" / "video_trails.png"))
     p.add_argument("--still-video", default="bikes.mp4")
     p.add_argument("--no-memory", action="store_true")
+    p.add_argument("--still-only", action="store_true", help="only write the still (--still-video, --frames)")
     args = p.parse_args(argv)
+    if args.still_only:
+        return still_only(args.still_video, args.frames or 60, args.still)
 
     from fastcolor.inference import Colorizer
 
@@ -205,6 +282,8 @@ def main(argv=None):
             print(f"{name} {mode}: {json.dumps({k: v for k, v in rows[mode].items() if k != 'cdc_gaps'})}",
                   flush=True)
         floor, gray = report["original"], report["gray"]
+        for mode, (wall, cpu) in speed(colorizer, frames[:32]).items():
+            rows[mode].update(fps_wall=wall, fps_cpu=cpu)
         floor["warp_ab_shots"] = shots.warp_ab(frames)
         none, flow = rows["none"], rows["flow"]
         checks = {
@@ -235,7 +314,8 @@ def main(argv=None):
                      f"{100 * gray['auc_rebalanced']:.2f} | {gray['colourfulness']:.2f} | | | |")
         lines += ["", "flow against none: " + "; ".join(f"{k}: {v:.3f}" for k, v in checks.items()), ""]
         if name == args.still_video and args.still:
-            results["still"] = still(args.still, frames, outputs, name)
+            row, results["still"] = real_row(frames, outputs, name.split(".")[0].split("_")[0])
+            still(args.still, [synthetic_row(), row])
         del outputs
     if not args.no_memory:
         with tempfile.TemporaryDirectory() as tmp:

@@ -45,7 +45,7 @@ class LightToColour(torch.nn.Module):
         return logits
 
 
-def _colorizer(noise=0.0, seed=0):
+def stand_in_colorizer(noise=0.0, seed=0):
     return Colorizer(LightToColour(noise, seed), Codebook.zhang313(), {"input_size": SIZE, "temperature": 0.38},
                      device="cpu")
 
@@ -70,7 +70,7 @@ def _ab(frames):
 
 def _run(mode, frames, colorizer=None, **options):
     opts = FlowOptions(**options) if mode == "flow" else EmaOptions(**options) if mode == "ema" else None
-    video = VideoColorizer(colorizer or _colorizer(), temporal=mode, options=opts, batch_size=4)
+    video = VideoColorizer(colorizer or stand_in_colorizer(), temporal=mode, options=opts, batch_size=4)
     out = list(video.colorize(frames))
     return out, video
 
@@ -78,7 +78,7 @@ def _run(mode, frames, colorizer=None, **options):
 # ------------------------------------------------------------------ a moving square
 
 
-def _square_clip(n=10, h=96, w=128, side=28, speed=5, y0=34, x0=10):
+def square_clip(n=10, h=96, w=128, side=28, speed=5, y0=34, x0=10):
     bg = _texture(h, w, 1, 0.15, 0.35)
     fg = _texture(side, side, 2, 0.75, 0.95)
     lights, boxes = [], []
@@ -91,7 +91,7 @@ def _square_clip(n=10, h=96, w=128, side=28, speed=5, y0=34, x0=10):
 
 
 def test_moving_square_leaves_no_trail_in_flow_mode_and_one_in_ema():
-    frames, boxes = _square_clip()
+    frames, boxes = square_clip()
     side, speed = 28, 5
     none, _ = _run("none", frames)
     ema, _ = _run("ema", frames)
@@ -153,8 +153,8 @@ def test_static_clip_converges_to_a_steady_colour():
     h, w = 96, 128
     light = _texture(h, w, 6, 0.15, 0.95)
     frames = _gray_frames([light] * 16)
-    none, _ = _run("none", frames, _colorizer(noise=1.0, seed=1))
-    flow, video = _run("flow", frames, _colorizer(noise=1.0, seed=1))
+    none, _ = _run("none", frames, stand_in_colorizer(noise=1.0, seed=1))
+    flow, video = _run("flow", frames, stand_in_colorizer(noise=1.0, seed=1))
     assert video.cuts == []
     a_none, a_flow = _ab(none), _ab(flow)
 
@@ -184,7 +184,7 @@ def test_warp_follows_the_flow_and_keeps_distributions():
 def test_motion_never_pulls_revealed_background_from_the_object():
     """Where the square moved away, the background is new: each pixel there is
     either unreliable or pulled from background of the previous frame."""
-    frames, boxes = _square_clip(n=2)
+    frames, boxes = square_clip(n=2)
     prev, cur = (f[0].numpy() for f in frames)
     fb, reliable = Motion().backward_flow(cur, prev)
     (y, x1), (_, x0) = boxes[1], boxes[0]
@@ -203,6 +203,6 @@ def test_options_are_checked():
     with pytest.raises(ValueError, match="decay"):
         EmaOptions(decay=-1)
     with pytest.raises(ValueError, match="temporal"):
-        VideoColorizer(_colorizer(), temporal="median")
+        VideoColorizer(stand_in_colorizer(), temporal="median")
     with pytest.raises(ValueError, match="uint8"):
-        list(VideoColorizer(_colorizer()).colorize([torch.zeros(3, 8, 8)]))
+        list(VideoColorizer(stand_in_colorizer()).colorize([torch.zeros(3, 8, 8)]))
