@@ -24,7 +24,7 @@ the synthetic clips of tests/test_video.py; bikes and bigbuckbunny were not
 used to choose them.
 
 frames/s: the whole VideoColorizer.colorize loop (network, filter, upsampling
-and colour conversion; decoding and scoring excluded) over the first 32 frames
+and colour conversion; decoding and scoring excluded) over the first 16 frames
 of each clip, wall clock and CPU time (time.process_time, all threads), the
 median of 3 runs per mode with the modes interleaved, after a warm-up.
 
@@ -282,7 +282,7 @@ def main(argv=None):
             print(f"{name} {mode}: {json.dumps({k: v for k, v in rows[mode].items() if k != 'cdc_gaps'})}",
                   flush=True)
         floor, gray = report["original"], report["gray"]
-        for mode, (wall, cpu) in speed(colorizer, frames[:32]).items():
+        for mode, (wall, cpu) in speed(colorizer, frames[:16]).items():
             rows[mode].update(fps_wall=wall, fps_cpu=cpu)
         floor["warp_ab_shots"] = shots.warp_ab(frames)
         none, flow = rows["none"], rows["flow"]
