@@ -1,11 +1,20 @@
 """Build of fastcolor and its one extension, fastcolor._C.
 
-C++ CPU kernels are always built. CUDA kernels are added when torch is a CUDA
-build and a CUDA toolkit is found (CUDA_HOME, else nvcc on PATH), also on a
-machine without a GPU. Environment switches:
+C++ CPU kernels and the host side of the CUDA ops are always built. The CUDA
+kernels themselves (csrc/include/fastcolor/device/) are compiled with nvcc
+when torch is a CUDA build and a CUDA toolkit is found (CUDA_HOME, else nvcc
+on PATH), also on a machine without a GPU; otherwise fastcolor compiles them
+at first use through CuPy (the JIT, fastcolor/ops/jit.py; pip install
+.[cuda]). Environment switches:
 
-  FORCE_CUDA=1          build the CUDA kernels (fail if no toolkit)
-  FORCE_CPU=1           build the CPU kernels only
+  FASTCOLOR_CUDA        "auto" (default): nvcc where found, else the JIT;
+                        "compiled": nvcc (fail if no toolkit);
+                        "jit": no nvcc, a build of a minute (the same
+                        variable chooses the path at run time, see
+                        fastcolor/ops/backend.py)
+  FORCE_CUDA=1          older spelling of FASTCOLOR_CUDA=compiled
+  FORCE_CPU=1           older spelling of FASTCOLOR_CUDA=jit
+                        (FASTCOLOR_CUDA wins where both are set)
   FASTCOLOR_CPU_ARCH    -march of the CPU kernels (default "native"; set it
                         to "" for a binary that must run on other CPUs)
   TORCH_CUDA_ARCH_LIST  target GPUs, e.g. "9.0" or "8.0;9.0+PTX". Unset and no
@@ -23,6 +32,7 @@ import shutil
 import subprocess
 
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
 
 # Where /usr/local/bin/nvcc is only a wrapper, torch would guess CUDA_HOME=/usr/local.
 if "CUDA_HOME" not in os.environ and "CUDA_PATH" not in os.environ and os.path.exists("/usr/local/cuda/bin/nvcc"):
@@ -63,12 +73,28 @@ def _flag(name):
     return os.environ.get(name, "0") == "1"
 
 
-def _want_cuda():
+CUDA_MODES = ("auto", "compiled", "jit")
+
+
+def cuda_build_mode():
+    """FASTCOLOR_CUDA, else its older spellings FORCE_CUDA / FORCE_CPU, else "auto"."""
+    mode = os.environ.get("FASTCOLOR_CUDA", "").strip().lower()
+    if mode:
+        if mode not in CUDA_MODES:
+            raise RuntimeError(f"FASTCOLOR_CUDA must be one of {CUDA_MODES}, got {mode!r}")
+        return mode
     if _flag("FORCE_CPU"):
-        return False
+        return "jit"
     if _flag("FORCE_CUDA"):
-        return True
-    return torch.version.cuda is not None and CUDA_HOME is not None
+        return "compiled"
+    return "auto"
+
+
+def _want_cuda():
+    mode = cuda_build_mode()
+    if mode == "auto":
+        return torch.version.cuda is not None and CUDA_HOME is not None
+    return mode == "compiled"
 
 
 def _write_build_info(with_cuda, archs):
@@ -120,10 +146,22 @@ class BuildExt(BuildExtension.with_options(no_python_abi_suffix=True)):
             )
 
 
+class BuildPy(build_py):
+    """Ships the kernel headers inside the package (fastcolor/cuda_src), where
+    the JIT finds them in an installed (not editable) copy."""
+
+    def run(self):
+        super().run()
+        if not self.dry_run:
+            shutil.copytree(os.path.join(ROOT, "csrc", "include", "fastcolor"),
+                            os.path.join(self.build_lib, "fastcolor", "cuda_src", "fastcolor"), dirs_exist_ok=True)
+
+
 def extensions():
     with_cuda = _want_cuda()
     sources = sorted(glob.glob(os.path.join("csrc", "*.cpp")))
     sources += sorted(glob.glob(os.path.join("csrc", "cpu", "*.cpp")))
+    sources += sorted(glob.glob(os.path.join("csrc", "cuda", "*.cpp")))  # host side of the CUDA ops
     # -ffp-contract=off: the distance maths must round as the reference does
     # (see csrc/include/fastcolor/colormath.h). -fno-trapping-math and
     # -fno-math-errno change no result (nothing reads FP flags or errno) but
@@ -173,8 +211,11 @@ setup(
                  "playwright"],
         "serve": ["fastapi", "uvicorn"],  # fastcolor serve
         "onnx": ["onnx", "onnxruntime"],  # fastcolor export, and running what it writes
+        # The JIT: CUDA kernels compiled at first use (CUDA 13 builds of torch;
+        # use cupy-cuda12x[ctk] with a CUDA 12 torch).
+        "cuda": ["cupy-cuda13x[ctk]"],
     },
     entry_points={"console_scripts": ["fastcolor=fastcolor.cli:main"]},
     ext_modules=extensions(),
-    cmdclass={"build_ext": BuildExt},
+    cmdclass={"build_ext": BuildExt, "build_py": BuildPy},
 )

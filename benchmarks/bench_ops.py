@@ -13,6 +13,7 @@ section 6.2 on a GPU and smaller ones on the CPU.
     python benchmarks/bench_ops.py                 # the GPU if there is one
     python benchmarks/bench_ops.py --device cpu --json out.json
     python benchmarks/bench_ops.py --no-compile    # skip the torch.compile column
+    python benchmarks/bench_ops.py --op temporal   # only some ops
     python benchmarks/bench_ops.py --once          # call each fastcolor op once, no timing
                                                    # (for a profiler: benchmarks/profile_kernels.sh)
 """
@@ -38,7 +39,7 @@ import baselines  # noqa: E402
 
 @dataclass
 class Case:
-    op: str  # "loss", "decode", "decode_fb", "nearest", "soft_encode", "histogram"
+    op: str  # "loss", "decode", "decode_fb", "nearest", "soft_encode", "histogram", "temporal"
     n: int
     q: int
     h: int
@@ -70,6 +71,8 @@ class Case:
             return 8 * px + 4 * self.q * px
         if self.op == "histogram":  # ab read
             return 8 * px
+        if self.op == "temporal":  # logits, state and weight read; new state and ab written
+            return z + 8 * self.q * px + 12 * px
         return 8 * px + 8 * px  # nearest: ab read, int64 index written
 
 
@@ -90,6 +93,9 @@ GPU_CASES = [
     Case("decode_fb", 16, 313, 128, 128, torch.bfloat16, compile=False),
     Case("soft_encode", 40, 313, 56, 56, compile=False),
     Case("histogram", 256, 313, 256, 256, compile=False),
+    Case("temporal", 40, 313, 56, 56, torch.float32),
+    Case("temporal", 16, 313, 128, 128, torch.bfloat16, compile=False),
+    Case("temporal", 40, 313, 56, 56, torch.bfloat16, label="NHWC", compile=False, channels_last=True),
 ]
 CPU_CASES = [
     Case("loss", 8, 313, 56, 56, torch.float32),
@@ -102,6 +108,7 @@ CPU_CASES = [
     Case("soft_encode", 8, 313, 56, 56, compile=False),
     Case("loss", 4, 32, 128, 128, torch.float32, k=1, label="Stanford"),
     Case("decode", 4, 32, 128, 128, torch.float32, label="Stanford"),
+    Case("temporal", 8, 313, 64, 64, torch.float32),
 ]
 
 
@@ -128,6 +135,9 @@ def make_inputs(case, device, gen):
     if case.channels_last:
         z = z.contiguous(memory_format=torch.channels_last)
     sigma = 5.0 if case.q == 313 else 0.05
+    if case.op == "temporal":  # ab stands for (state, weight): the previous distribution, its weight
+        state = torch.softmax(torch.randn(z.shape, generator=gen) * 2, dim=1).to(device)
+        ab = (state, torch.rand(case.n, 1, case.h, case.w, generator=gen).to(device))
     return z, ab, centres, weights, sigma
 
 
@@ -198,6 +208,8 @@ def implementations(case, z, ab, centres, weights, sigma, compile_ok):
         cd["cdist"] = lambda: baselines.cdist_bin_histogram(ab, centres)
     elif case.op == "soft_encode":
         cd["cdist"] = lambda: baselines.cdist_soft_encode(ab, centres, case.k, sigma)
+    elif case.op == "temporal":
+        cd["cdist"] = lambda: baselines.plain_temporal_decode(z, *ab, centres, 0.38)
     if cd and compile_ok:
         cd["cdist_compile"] = torch.compile(cd["cdist"], fullgraph=True, dynamic=False)
     if case.op == "loss":
@@ -234,6 +246,12 @@ def implementations(case, z, ab, centres, weights, sigma, compile_ok):
         if compile_ok:
             f = torch.compile(reference.soft_encode, fullgraph=True, dynamic=False)
             out["compile"] = lambda: f(ab, centres, case.k, sigma)
+    elif case.op == "temporal":
+        out["eager"] = lambda: reference.temporal_decode(z, *ab, centres, 0.38)
+        out["kernel"] = lambda: ops.temporal_decode(z, *ab, centres, 0.38)
+        if compile_ok:
+            f = torch.compile(reference.temporal_decode, fullgraph=True, dynamic=False)
+            out["compile"] = lambda: f(z, *ab, centres, 0.38)
     elif case.op == "histogram":
         out["eager"] = lambda: reference.bin_histogram(ab, centres)
         out["kernel"] = lambda: ops.bin_histogram(ab, centres)
@@ -328,6 +346,7 @@ def table(device, cases, bw):
             )
     lines.append("loss = rebalanced_cross_entropy forward+backward; decode = annealed_mean (T=0.38), "
                  "decode_fb = its forward+backward; histogram = bin_histogram; "
+                 "temporal = temporal_decode (T=0.38), its cdist = softmax, lerp_, pow, conv2d; "
                  "* = Stanford config (32 bins, k=1); NHWC = channels_last logits; "
                  "cdist = torch.cdist + argmin/topk (+ bincount, + Gaussian, scatter, log_softmax), "
                  "cdist-c = its torch.compile")
@@ -361,10 +380,14 @@ def main(argv=None):
     p.add_argument("--no-compile", action="store_true", help="skip torch.compile of the reference")
     p.add_argument("--json", help="also write the results to this file")
     p.add_argument("--once", action="store_true", help="call each fastcolor op once, untimed (for a profiler)")
+    p.add_argument("--op", action="append", metavar="OP",
+                   help="only these ops (loss, decode, decode_fb, nearest, soft_encode, histogram, temporal)")
     args = p.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda, but no CUDA device is visible")
     cases = GPU_CASES if args.device == "cuda" else CPU_CASES
+    if args.op:
+        cases = [c for c in cases if c.op in args.op]
     print(json.dumps(fastcolor.backend_info()), file=sys.stderr)
     if args.once:
         run_once(args.device, cases)

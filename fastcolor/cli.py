@@ -5,6 +5,7 @@
     fastcolor data --out photos          (fastcolor.data.photoset: build the training photo set)
     fastcolor train --data photos --out run   (fastcolor.train)
     fastcolor export run -o model.onnx   (fastcolor.export: the network and its decoding as ONNX)
+    fastcolor video film.mp4 -o out.mp4  (fastcolor.video: colorize a clip without flicker)
 
 Every command runs inside fastcolor.errors.run: an error ends it with one
 line on stderr. Exit codes: 0 success, 1 when some images could not be read
@@ -35,10 +36,14 @@ __all__ = ["main"]
 PASS_THROUGH = {
     "train": ("fastcolor.train", "train a colorization model (fastcolor train --help)"),
     "data": ("fastcolor.data.photoset.recipe", "build the offline training photo set (fastcolor data --help)"),
+    "video": ("fastcolor.video.cli", "colorize a video or a folder of frames (fastcolor video --help)"),
+    "evaluate-video": ("fastcolor.video_metrics", "score a colorized video against its original (--help)"),
 }
 PASS_THROUGH_PARSERS = {  # where each pass-through command builds its argparse parser
     "train": ("fastcolor.train.config", "build_parser"),
     "data": ("fastcolor.data.photoset.recipe", "build_parser"),
+    "video": ("fastcolor.video.cli", "build_parser"),
+    "evaluate-video": ("fastcolor.video_metrics", "build_parser"),
 }
 C2_DISPLAY_MAX = 10.0  # confidence images show min(C2, 10) / 10
 FATAL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}  # a failed write that ends the command (exit 2)

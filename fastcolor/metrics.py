@@ -19,6 +19,7 @@ from .color.prior import resolve_prior
 __all__ = [
     "ab_accuracy_auc",
     "accuracy_histogram",
+    "auc_from_histogram",
     "rebalanced_pixel_weights",
     "colourfulness",
     "psnr",
@@ -67,8 +68,9 @@ def accuracy_histogram(pred_ab, true_ab, pixel_weight=None, max_threshold=150):
     return hist.to(dtype=torch.float64, device="cpu")
 
 
-def _auc_from_histogram(hist):
-    """AuC = mean over t = 0..T of (weight within t) / (total weight)."""
+def auc_from_histogram(hist):
+    """AuC = mean over t = 0..T of (weight within t) / (total weight), from a
+    (T + 2,) histogram as accuracy_histogram returns (or a sum of them)."""
     total = hist.sum()
     if total <= 0:
         raise ValueError("the pixel weights sum to zero: AuC is undefined")
@@ -92,7 +94,7 @@ def ab_accuracy_auc(pred_ab, true_ab, pixel_weight=None, max_threshold=150):
     Returns:
         float in [0, 1].
     """
-    return _auc_from_histogram(accuracy_histogram(pred_ab, true_ab, pixel_weight, max_threshold))
+    return auc_from_histogram(accuracy_histogram(pred_ab, true_ab, pixel_weight, max_threshold))
 
 
 def rebalanced_pixel_weights(true_ab, codebook, prior, normalize=True):
@@ -240,11 +242,11 @@ class MetricAccumulator:
         over images; None where no RGB was given), images, pixels."""
         if self.pixels == 0:
             raise ValueError("no batch was added")
-        out = {"auc": _auc_from_histogram(self._hist), "auc_rebalanced": None}
+        out = {"auc": auc_from_histogram(self._hist), "auc_rebalanced": None}
         if self._rebalanced_pixels:
             if self._rebalanced_pixels != self.pixels:
                 raise ValueError("rebalanced weights were given for some batches only")
-            out["auc_rebalanced"] = _auc_from_histogram(self._hist_rebalanced)
+            out["auc_rebalanced"] = auc_from_histogram(self._hist_rebalanced)
         for name, total in self._sums.items():
             count = self._counts[name]
             out[name] = total / count if count else None

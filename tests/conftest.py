@@ -8,8 +8,44 @@ import torch
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 HAS_CUDA = torch.cuda.is_available()
-DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
+
+
+class CudaDevice(str):
+    """"cuda", run by one of the two kernel paths (compiled by nvcc, or the
+    JIT's): tests take it as a device string; the fixture below switches the
+    path for the test's duration (fastcolor.ops.backend.set_cuda_path)."""
+
+    def __new__(cls, path):
+        self = super().__new__(cls, "cuda")
+        self.cuda_path = path
+        return self
+
+
+# Every test over DEVICES runs on the CPU and, on a GPU, once per CUDA path
+# (CUDA_DEVICES: the GPU only).
+CUDA_DEVICES = [pytest.param(CudaDevice("compiled"), id="cuda", marks=pytest.mark.cuda),
+                pytest.param(CudaDevice("jit"), id="cuda-jit", marks=pytest.mark.cuda)]
+DEVICES = ["cpu", *CUDA_DEVICES]
 needs_cuda = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device")
+
+
+@pytest.fixture(autouse=True)
+def _cuda_kernel_path(request):
+    params = getattr(getattr(request.node, "callspec", None), "params", {})
+    path = getattr(params.get("device"), "cuda_path", None)
+    if path is None or not HAS_CUDA:
+        yield
+        return
+    from fastcolor.ops import backend
+
+    before = backend.backend_info()["cuda_path_requested"]
+    if backend.set_cuda_path(path) != path:
+        backend.set_cuda_path(before)
+        pytest.skip(f"no {path} CUDA kernels here: {backend.backend_info()['cuda_path_note']}")
+    try:
+        yield
+    finally:
+        backend.set_cuda_path(before)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -229,9 +229,42 @@ def _serve_cases(t, model, readonly):
     }
 
 
+def _video_cases(t, model, readonly):
+    _save(t / "reel" / "f1.png")
+    _save(t / "reel" / "f2.png")
+    (t / "notes.mp4").write_text("not a video")
+    m = ["--model", str(model), "--device", "cpu"]
+    return {  # all refused before the network runs
+        "missing input": ["video", str(t / "nope.mp4"), "-o", str(t / "v.mp4"), *m],
+        "not a video": ["video", str(t / "notes.mp4"), "-o", str(t / "v.mp4"), *m],
+        "unknown output format": ["video", str(t / "reel"), "-o", str(t / "v.xyz"), *m],
+        "read-only folder": ["video", str(t / "reel"), "-o", str(readonly / "v.mp4"), *m],
+        "output folder not empty": ["video", str(t / "reel"), "-o", str(t / "reel") + "/", *m],
+        "missing model": ["video", str(t / "reel"), "-o", str(t / "v.mp4"), "--model", str(t / "no.safetensors")],
+    }
+
+
+def _evaluate_video_cases(t, model, readonly):
+    for name in ("a", "b"):
+        _save(t / name / "f1.png")
+        _save(t / name / "f2.png")
+    _save(t / "a" / "f3.png")
+    _save(t / "small" / "f1.png", 16, 8)
+    (t / "notes.mp4").write_text("not a video")
+    a, b = str(t / "a"), str(t / "b")
+    return {
+        "missing original": ["evaluate-video", str(t / "nope.mp4"), a],
+        "not a video": ["evaluate-video", str(t / "notes.mp4"), a],
+        "different frame counts": ["evaluate-video", a, b],
+        "different sizes": ["evaluate-video", b, str(t / "small")],
+        "json is an input": ["evaluate-video", str(t / "notes.mp4"), a, "--json", str(t / "notes.mp4")],
+        "json in a read-only folder": ["evaluate-video", a, b, "--json", str(readonly / "m.json")],
+    }
+
+
 BAD_INPUTS = {"colorize": _colorize_cases, "evaluate": _evaluate_cases, "demo": _demo_cases,
               "train": _train_cases, "data": _data_cases, "export": _export_cases,
-              "serve": _serve_cases}
+              "serve": _serve_cases, "video": _video_cases, "evaluate-video": _evaluate_video_cases}
 
 
 @pytest.mark.parametrize("command", COMMANDS)

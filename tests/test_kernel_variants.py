@@ -2,7 +2,7 @@
 leave unwritten.
 
 The CUDA back end picks a kernel from the layout of the logits and the number
-of bins Q (csrc/cuda/*: a tiled kernel for pixel-adjacent logits with R = 8 or
+of bins Q (csrc/include/fastcolor/device/*.cuh: a tiled kernel for pixel-adjacent logits with R = 8 or
 40 bins per thread, a warp-per-pixel kernel for channels_last with R = 1, 4,
 10 or 20 bins per lane, and a generic one for float64 or Q > 640), and the
 capacity of its k-nearest list from k (1, 8 or 16). The codebook sizes below

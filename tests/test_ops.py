@@ -6,7 +6,7 @@ import torch
 
 import fastcolor
 from fastcolor import ops, reference
-from conftest import DEVICES, needs_cuda
+from conftest import CUDA_DEVICES, DEVICES
 
 pytestmark = pytest.mark.skipif(
     not fastcolor.backend_info()["extension_loaded"], reason="fastcolor._C is not built"
@@ -27,8 +27,8 @@ GRAD_TOL = {torch.float32: (1e-4, 2e-6), torch.float64: (1e-5, 1e-6),
 
 
 def _skip_unsupported(device):
-    if device == "cuda" and not fastcolor.backend_info()["compiled_cuda"]:
-        pytest.skip("the CUDA kernels were not compiled")
+    if device == "cuda" and not fastcolor.ops.backend.use_kernels("cuda"):
+        pytest.skip("no CUDA kernels (compiled or JIT) run here")
 
 
 def rand_ab(gen, n, h, w, scale=60.0, device="cpu"):
@@ -434,9 +434,9 @@ def test_kernel_entry_points_check_their_arguments(zhang_centres, zhang_weights,
         f.annealed_mean(z, c, -0.5)
 
 
-@needs_cuda
-def test_device_mismatch_is_reported(zhang_centres, zhang_weights, gen):
-    _skip_unsupported("cuda")
+@pytest.mark.parametrize("device", CUDA_DEVICES)
+def test_device_mismatch_is_reported(device, zhang_centres, zhang_weights, gen):
+    _skip_unsupported(device)
     z = rand_logits(gen, 1, 313, 2, 2, device="cuda")
     ab = rand_ab(gen, 1, 2, 2, device="cuda")
     with pytest.raises(ValueError, match="centres are on cpu"):
@@ -450,10 +450,10 @@ def test_device_mismatch_is_reported(zhang_centres, zhang_weights, gen):
 # ------------------------------------------------------- CUDA against the CPU
 
 
-@needs_cuda
+@pytest.mark.parametrize("device", CUDA_DEVICES)
 @pytest.mark.parametrize("dtype", LOGIT_DTYPES)
-def test_cuda_matches_cpu_kernels(dtype, gen, zhang_centres, zhang_weights):
-    _skip_unsupported("cuda")
+def test_cuda_matches_cpu_kernels(device, dtype, gen, zhang_centres, zhang_weights):
+    _skip_unsupported(device)
     z = rand_logits(gen, 4, 313, 9, 11, dtype)
     ab = rand_ab(gen, 4, 9, 11)
     c, w = zhang_centres, zhang_weights
@@ -471,12 +471,12 @@ def test_cuda_matches_cpu_kernels(dtype, gen, zhang_centres, zhang_weights):
     torch.testing.assert_close(ag.cpu(), ac, rtol=0, atol=1e-3 if dtype != torch.float64 else 1e-9)
 
 
-@needs_cuda
+@pytest.mark.parametrize("device", CUDA_DEVICES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_cuda_loss_never_materialises_dense_targets(dtype, gen, zhang_centres, zhang_weights):
+def test_cuda_loss_never_materialises_dense_targets(device, dtype, gen, zhang_centres, zhang_weights):
     """The forward pass allocates the stored gradient and O(pixels), never
     dense (N, Q, H, W) targets or probabilities."""
-    _skip_unsupported("cuda")
+    _skip_unsupported(device)
     z = rand_logits(gen, 8, 313, 56, 56, dtype, "cuda").requires_grad_()
     ab = rand_ab(gen, 8, 56, 56, device="cuda")
     c, w = zhang_centres.cuda(), zhang_weights.cuda()

@@ -2,7 +2,9 @@
 # Set up fastcolor in ./.venv: torch 2.14.1 (on the dev/CI machines pip takes
 # its CUDA build from local disk), the runtime and test dependencies, and the
 # extension fastcolor._C (C++ CPU kernels, plus CUDA kernels whenever nvcc is
-# found; see setup.py for FORCE_CUDA / FORCE_CPU / TORCH_CUDA_ARCH_LIST).
+# found; see setup.py for FASTCOLOR_CUDA / TORCH_CUDA_ARCH_LIST), and CuPy, through which
+# the CUDA kernels compile at run time where nvcc did not build them (the JIT;
+# tests/test_jit_compile.py compiles them all with it, no GPU needed).
 # Idempotent: a second run rebuilds only if csrc/, setup.py or
 # fastcolor/ops/limits.py changed.
 set -euo pipefail
@@ -13,7 +15,7 @@ VENV=${VENV:-.venv}
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 pip_install() { "$VENV/bin/python" -m pip install -q --disable-pip-version-check "$@"; }
 pip_install "torch==2.14.1" numpy pillow safetensors tqdm scikit-image pytest pytest-benchmark ninja onnx onnxruntime \
-  fastapi uvicorn httpx playwright
+  fastapi uvicorn httpx playwright "cupy-cuda13x[ctk]"
 # fastcolor serve's browser test drives Debian's chromium (never a Playwright download).
 if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
   echo "fastcolor: installing chromium for the browser test..."
@@ -29,7 +31,7 @@ export MAX_JOBS=${MAX_JOBS:-$(nproc)}
 
 stamp="$VENV/.fastcolor-build"
 sources=$(cat setup.py fastcolor/ops/limits.py $(find csrc -type f | sort) | sha256sum | cut -d' ' -f1)
-want="$sources ${FORCE_CUDA:-} ${FORCE_CPU:-} ${TORCH_CUDA_ARCH_LIST:-} ${FASTCOLOR_CPU_ARCH:-}"
+want="$sources ${FASTCOLOR_CUDA:-} ${FORCE_CUDA:-} ${FORCE_CPU:-} ${TORCH_CUDA_ARCH_LIST:-} ${FASTCOLOR_CPU_ARCH:-}"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && "$VENV/bin/python" -c "import fastcolor._C" 2>/dev/null; then
   echo "fastcolor: extension up to date"
 else

@@ -43,7 +43,7 @@ def _is_tracing():
     return torch.compiler.is_compiling()
 
 
-def _centres(centres, like, op):
+def checked_centres(centres, like, op):
     """The (Q, 2) float32 centres of a tensor or Codebook, on like's device."""
     c = getattr(centres, "centres", centres)  # a Codebook holds them
     if not isinstance(c, torch.Tensor):
@@ -83,7 +83,9 @@ def _logits_tensor(logits, op):
         raise ValueError(f"{op}: logits must be float32, float16, bfloat16 or float64, got {logits.dtype}")
 
 
-def _logits(logits, centres, op):
+def check_logits(logits, centres, op):
+    """logits must be an (N, Q, H, W) tensor of a supported dtype with one
+    channel per bin of centres (a checked (Q, 2) tensor); else ValueError."""
     _logits_tensor(logits, op)
     if logits.shape[1] != centres.shape[0]:
         raise ValueError(
@@ -174,7 +176,7 @@ def nearest_bin(ab, centres, *, backend=None):
     """
     op = "nearest_bin"
     ab = _ab(ab, op)
-    c = _centres(centres, ab, op)
+    c = checked_centres(centres, ab, op)
     if _backend.use_kernels(ab.device.type, backend):
         return torch.ops.fastcolor.nearest_bin(ab, c)
     return reference.nearest_bin(ab, c)
@@ -200,7 +202,7 @@ def soft_encode(ab, centres, k=5, sigma=5.0, *, backend=None):
     op = "soft_encode"
     _not_differentiated(op, ab=ab, centres=centres)
     ab = _ab(ab, op)
-    c = _centres(centres, ab, op)
+    c = checked_centres(centres, ab, op)
     k, sigma = _k_sigma(k, sigma, c.shape[0], op)
     if _backend.use_kernels(ab.device.type, backend):
         return torch.ops.fastcolor.soft_encode(ab, c, k, sigma)
@@ -223,7 +225,7 @@ def bin_histogram(ab, centres, weight=None, *, backend=None):
     op = "bin_histogram"
     _not_differentiated(op, ab=ab, centres=centres, weight=weight)
     ab = _ab(ab, op)
-    c = _centres(centres, ab, op)
+    c = checked_centres(centres, ab, op)
     if weight is not None:
         n, _, h, w = ab.shape
         if tuple(weight.shape) != (n, h, w) or weight.device != ab.device:
@@ -277,8 +279,8 @@ def rebalanced_cross_entropy(
     if isinstance(ab, torch.Tensor) and ab.device != logits.device:
         raise ValueError(f"{op}: ab is on {ab.device} but the logits are on {logits.device}")
     ab = _ab(ab, op)
-    c = _centres(centres, logits, op)
-    _logits(logits, c, op)
+    c = checked_centres(centres, logits, op)
+    check_logits(logits, c, op)
     _pixels(ab, "ab", logits, op, channels=2)
     k, sigma = _k_sigma(k, sigma, c.shape[0], op)
     if reduction not in _REDUCTIONS:
@@ -337,8 +339,8 @@ def annealed_mean(logits, centres, temperature=0.38, *, backend=None):
     op = "annealed_mean"
     _logits_tensor(logits, op)
     _not_differentiated(op, centres=centres)
-    c = _centres(centres, logits, op)
-    _logits(logits, c, op)
+    c = checked_centres(centres, logits, op)
+    check_logits(logits, c, op)
     temperature = check_temperature(temperature, op)
     if _backend.use_kernels(logits.device.type, backend):
         ab, _ = torch.ops.fastcolor.annealed_mean(logits, c, temperature)

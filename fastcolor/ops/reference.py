@@ -151,3 +151,37 @@ class _ZeroGradient(torch.autograd.Function):
     def backward(ctx, grad):
         (logits,) = ctx.saved_tensors
         return None, torch.zeros_like(logits)
+
+
+def temporal_decode(logits, state, weight, centres, temperature=0.38, sharpness=0.0):
+    """One step of temporal filtering in probability space, then the decode.
+
+        p = softmax(z)                        (over the Q bins, per pixel)
+        w = weight * (1 - max_q p)^sharpness  (confidence gating; sharpness 0: w = weight)
+        new_state = w * state + (1 - w) * p   (rounded to float32)
+        ab = sum_q c_q s_q^(1/T) / sum_q s_q^(1/T),  s = new_state
+
+    The decode is the annealed mean of log(new_state): T = 0 gives the centre
+    of the first largest state entry. Edge values follow softmax and
+    annealed_mean: a NaN logit, a +inf logit or a row of -inf logits makes that
+    pixel's p NaN (so its state and ab); a negative or NaN state entry gives NaN
+    ab; a state that is zero in every bin (possible only with w = 1) gives NaN
+    ab for T > 0 and the first centre for T = 0. Where w = 0 the state is not
+    read (new_state = p), so a first frame may pass any state. Inference only.
+
+    Returns ab (N, 2, H, W) float32 and new_state (N, Q, H, W) float32
+    (softmax and blend in float64 for float64 logits).
+    """
+    acc = torch.float64 if logits.dtype == torch.float64 else torch.float32
+    p = torch.softmax(logits.to(acc), dim=1)
+    w = weight.to(acc)
+    if sharpness != 0:
+        w = w * (1 - p.amax(dim=1, keepdim=True)) ** sharpness
+    # Where w = 0 the state is not used at all (a reset: it may hold anything).
+    new_state = torch.where(w == 0, p, w * state.to(acc) + (1 - w) * p).to(torch.float32)
+    c = centres.to(torch.float32)
+    if temperature == 0:
+        # The mode, compared on s itself (two states an ulp apart can share a
+        # log); a negative entry, whose log is NaN, makes it NaN as for T > 0.
+        return annealed_mean(torch.where(new_state >= 0, new_state, float("nan")), c, 0.0), new_state
+    return annealed_mean(new_state.log(), c, temperature), new_state

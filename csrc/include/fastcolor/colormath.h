@@ -6,10 +6,7 @@
 // differ by a few ulps between back ends; selections never do.
 #pragma once
 
-#include <cfloat>
-#include <cmath>
-#include <cstdint>
-#include <cstring>
+#include "fastcolor/portable.h"
 
 #if defined(__CUDACC__)
 #define FC_HD __host__ __device__ __forceinline__
@@ -110,6 +107,7 @@ struct KNearestT {
     worst_idx = wi;
   }
 
+#if !defined(__CUDACC_RTC__)
   // The same insertion for host code: a plain insertion sort over the first
   // k slots, cheaper on a CPU than the fixed-length unrolled loop above
   // (which keeps the arrays in GPU registers).
@@ -125,6 +123,7 @@ struct KNearestT {
     worst = d[k - 1];
     worst_idx = idx[k - 1];
   }
+#endif  // !__CUDACC_RTC__
 
   // Whether bin q at distance dq is among the k selected (once all bins were
   // pushed): the same ranking test, so it agrees with idx[] exactly.
@@ -170,6 +169,7 @@ FC_HD double fmadd(double a, double b, double c) {
 #endif
 }
 
+#if !defined(__CUDACC_RTC__)  // host code only
 // exp(x) for x <= 0 (softmax terms after the max is subtracted), branch-free
 // so that loops over it vectorise on the CPU (std::exp does not). Range
 // reduction x = n ln2 + r with |r| <= ln2/2 (ln2 split in two for accuracy),
@@ -198,5 +198,6 @@ inline float exp_nonpositive(float x) {
 }
 
 inline double exp_nonpositive(double x) { return std::exp(x); }
+#endif  // !__CUDACC_RTC__
 
 }  // namespace fastcolor

@@ -230,4 +230,41 @@ inline std::pair<at::Tensor, at::Tensor> empty_cross_entropy(const at::Tensor& l
   return {loss_px, grad};
 }
 
+// temporal_decode: logits (N, Q, H, W) as above, state (N, Q, H, W) float32,
+// weight (N, 1, H, W) float32, all on the logits' device; T >= 0 and
+// sharpness >= 0 finite.
+inline void check_temporal_decode_args(const char* op, const at::Tensor& logits,
+                                       const at::Tensor& state, const at::Tensor& weight,
+                                       const at::Tensor& centres, double temperature,
+                                       double sharpness) {
+  check_centres(op, centres, logits);
+  check_logits(op, logits, centres);
+  check_temperature(op, temperature);
+  TORCH_CHECK_VALUE(std::isfinite(sharpness) && sharpness >= 0, op,
+                    ": sharpness must be a finite number >= 0, got ", sharpness);
+  TORCH_CHECK_VALUE(state.sizes() == logits.sizes(), op, ": state must have the logits' shape ",
+                    logits.sizes(), ", got ", state.sizes());
+  TORCH_CHECK_TYPE(state.scalar_type() == at::kFloat, op, ": state must be float32, got ",
+                   state.scalar_type());
+  TORCH_CHECK_VALUE(state.device() == logits.device(), op, ": state is on ", state.device(),
+                    " but the logits are on ", logits.device());
+  TORCH_CHECK_VALUE(weight.dim() == 4 && weight.size(0) == logits.size(0) && weight.size(1) == 1 &&
+                        weight.size(2) == logits.size(2) && weight.size(3) == logits.size(3),
+                    op, ": weight must have shape (N, 1, H, W) = (", logits.size(0), ", 1, ",
+                    logits.size(2), ", ", logits.size(3), "), got ", weight.sizes());
+  TORCH_CHECK_TYPE(weight.scalar_type() == at::kFloat, op, ": weight must be float32, got ",
+                   weight.scalar_type());
+  TORCH_CHECK_VALUE(weight.device() == logits.device(), op, ": weight is on ", weight.device(),
+                    " but the logits are on ", logits.device());
+}
+
+// The outputs of temporal_decode: ab (N, 2, H, W) float32, contiguous, and the
+// new state, float32 in the logits' memory format (so that a pixel's bins are
+// written in the order they are read).
+inline std::pair<at::Tensor, at::Tensor> empty_temporal_decode(const at::Tensor& logits) {
+  const auto opts = logits.options().dtype(at::kFloat);
+  return {at::empty({logits.size(0), 2, logits.size(2), logits.size(3)}, opts),
+          at::empty_like(logits, opts)};
+}
+
 }  // namespace fastcolor

@@ -25,12 +25,15 @@ namespace fastcolor {
       const at::Tensor& logits, const at::Tensor& centres, double temperature);         \
   at::Tensor annealed_mean_backward_##dev(                                              \
       const at::Tensor& grad_ab, const at::Tensor& logits, const at::Tensor& centres,   \
-      const at::Tensor& ab, const at::Tensor& stats, double temperature);
+      const at::Tensor& ab, const at::Tensor& stats, double temperature);               \
+  std::tuple<at::Tensor, at::Tensor> temporal_decode_##dev(                             \
+      const at::Tensor& logits, const at::Tensor& state, const at::Tensor& weight,      \
+      const at::Tensor& centres, double temperature, double sharpness);
 
 FASTCOLOR_DECLARE_KERNELS(cpu)
-#ifdef FASTCOLOR_WITH_CUDA
+// The CUDA entry points are plain C++ (csrc/cuda/<op>_cuda.cpp), built in every
+// build: they launch the compiled kernels or the JIT's (csrc/launch.cpp).
 FASTCOLOR_DECLARE_KERNELS(cuda)
-#endif
 
 #undef FASTCOLOR_DECLARE_KERNELS
 

@@ -1,6 +1,6 @@
 // Which CUDA kernel variant runs an op over (N, Q, H, W) logits, shared by the
-// loss and the decode (host-only and torch-free, no CUDA runtime calls, so it
-// can be tested on its own):
+// loss and the decode (torch-free, no CUDA runtime calls, so it can be tested
+// on its own; the device code reads only the block size from here):
 //  * kTile: logits whose pixels are adjacent in memory (NCHW and other layouts
 //    with C not innermost): a block owns 32 pixels and all their Q logits,
 //    warp w holding bins w, w + W, ... (R per thread, in registers);
@@ -10,9 +10,32 @@
 //    thread per pixel, logits streamed).
 #pragma once
 
-#include <cstdint>
+#include "fastcolor/portable.h"
 
 namespace fastcolor {
+namespace cuda {
+// Threads per block of the one-dimensional kernels.
+constexpr int kThreads = 256;
+}  // namespace cuda
+
+#if !defined(__CUDACC_RTC__)  // host code from here on
+namespace cuda {
+// Kernels loop over pixels with a grid stride; this many blocks keep any
+// current GPU full while bounding per-block set-up (loading the bins).
+constexpr int64_t kMaxBlocks = 4096;
+
+inline unsigned blocks_for(int64_t items) {
+  const int64_t b = (items + kThreads - 1) / kThreads;
+  return static_cast<unsigned>(b < 1 ? 1 : b > kMaxBlocks ? kMaxBlocks : b);
+}
+
+// The register capacity of the k-nearest list a kernel is instantiated for:
+// the smallest of 1, 8 and kMaxK that holds k (its template argument, as
+// spelt in fastcolor/device/instances.h).
+inline const char* capacity_for(int64_t k) {
+  return k <= 1 ? "1" : k <= 8 ? "8" : "fastcolor::kMaxK";
+}
+}  // namespace cuda
 
 struct LaunchPlan {
   enum Kind { kTile, kWarp, kGeneric };
@@ -49,5 +72,7 @@ inline LaunchPlan plan_launch(bool float64, int64_t nq, int64_t channel_stride) 
   }
   return p;
 }
+
+#endif  // !__CUDACC_RTC__
 
 }  // namespace fastcolor

@@ -4,8 +4,6 @@
 // the layout.
 #pragma once
 
-#include <cstdint>
-
 #include "fastcolor/colormath.h"
 
 namespace fastcolor {

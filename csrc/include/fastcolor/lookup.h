@@ -13,8 +13,6 @@
 // rounded as everywhere else) to the candidates, ranked by the usual rule.
 #pragma once
 
-#include <cstdint>
-
 #include "fastcolor/colormath.h"
 
 namespace fastcolor {

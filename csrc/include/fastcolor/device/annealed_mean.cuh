@@ -1,21 +1,14 @@
-#include <ATen/Dispatch.h>
-#include <ATen/OpMathType.h>
-#include <ATen/ops/empty.h>
-#include <ATen/ops/empty_like.h>
-#include <ATen/ops/zeros_like.h>
+// The CUDA kernels of annealed_mean (annealed-mean decode and its backward): device code only, torch-free. nvcc
+// compiles them into fastcolor._C (csrc/cuda/annealed_mean.cu) and NVRTC at run time
+// (fastcolor/ops/jit.py); csrc/cuda/annealed_mean_cuda.cpp checks the arguments, plans
+// and packs each launch for both. Every instantiation the host code can launch
+// is listed in fastcolor/device/instances.h.
+#pragma once
 
-#include <limits>
-#include <algorithm>
-#include <tuple>
-
-#include "cuda_common.cuh"
-#include "fastcolor/host.h"
-#include "fastcolor/kernels.h"
-#include "fastcolor/launch_plan.h"
+#include "fastcolor/device/common.cuh"
 
 namespace fastcolor {
-namespace {
-
+namespace device {
 // Generic kernels (float64 logits, or more bins than the tiled kernels hold
 // in registers). One thread per pixel, one read of the logits: an online softmax of z / T
 // that carries the weighted sums of the centres along, rescaling all three
@@ -24,10 +17,10 @@ template <typename scalar_t>
 __global__ void __launch_bounds__(cuda::kThreads)
     annealed_mean_generic_kernel(const scalar_t* __restrict__ logits, PixelLayout lz,
                          const float* __restrict__ centres, int nq,
-                         at::opmath_type<scalar_t> inv_t, int64_t pixels,
-                         at::opmath_type<scalar_t>* __restrict__ out,
-                         at::opmath_type<scalar_t>* __restrict__ stats, PixelLayout lo) {
-  using acc_t = at::opmath_type<scalar_t>;
+                         cuda::opmath_t<scalar_t> inv_t, int64_t pixels,
+                         cuda::opmath_t<scalar_t>* __restrict__ out,
+                         cuda::opmath_t<scalar_t>* __restrict__ stats, PixelLayout lo) {
+  using acc_t = cuda::opmath_t<scalar_t>;
   extern __shared__ float smem[];
   float* ca = smem;
   float* cb = smem + nq;
@@ -41,7 +34,7 @@ __global__ void __launch_bounds__(cuda::kThreads)
       int arg = 0;
       m = -INFINITY;
       for (int q = 0; q < nq; ++q) {
-        const acc_t z = static_cast<acc_t>(zp[q * lz.s_c]);
+        const acc_t z = cuda::to_acc(zp[q * lz.s_c]);
         nan |= z != z;
         if (z > m) {
           m = z;
@@ -52,12 +45,12 @@ __global__ void __launch_bounds__(cuda::kThreads)
       b = nan ? NAN : static_cast<acc_t>(cb[arg]);
       s = 1;
     } else {
-      m = -std::numeric_limits<acc_t>::max();
+      m = -cuda::largest<acc_t>();
       s = 0;
       a = 0;
       b = 0;
       for (int q = 0; q < nq; ++q) {
-        const acc_t z = static_cast<acc_t>(zp[q * lz.s_c]);
+        const acc_t z = cuda::to_acc(zp[q * lz.s_c]);
         const acc_t x = static_cast<acc_t>(ca[q]), y = static_cast<acc_t>(cb[q]);
         if (z > m) {
           const acc_t r = cuda::exp_acc((m - z) * inv_t);
@@ -85,13 +78,13 @@ __global__ void __launch_bounds__(cuda::kThreads)
 // grad_q = exp((z_q - m) / T) / s / T * (ga * ca_q + gb * cb_q - (ga * a + gb * b)).
 template <typename scalar_t>
 __global__ void __launch_bounds__(cuda::kThreads) annealed_mean_backward_generic_kernel(
-    const at::opmath_type<scalar_t>* __restrict__ grad_ab, PixelLayout lgab,
+    const cuda::opmath_t<scalar_t>* __restrict__ grad_ab, PixelLayout lgab,
     const scalar_t* __restrict__ logits, PixelLayout lz, const float* __restrict__ centres,
-    int nq, const at::opmath_type<scalar_t>* __restrict__ ab, PixelLayout lab,
-    const at::opmath_type<scalar_t>* __restrict__ stats, PixelLayout lst,
-    at::opmath_type<scalar_t> inv_t, int64_t pixels, scalar_t* __restrict__ grad,
+    int nq, const cuda::opmath_t<scalar_t>* __restrict__ ab, PixelLayout lab,
+    const cuda::opmath_t<scalar_t>* __restrict__ stats, PixelLayout lst,
+    cuda::opmath_t<scalar_t> inv_t, int64_t pixels, scalar_t* __restrict__ grad,
     PixelLayout lg) {
-  using acc_t = at::opmath_type<scalar_t>;
+  using acc_t = cuda::opmath_t<scalar_t>;
   extern __shared__ float smem[];
   float* ca = smem;
   float* cb = smem + nq;
@@ -105,9 +98,9 @@ __global__ void __launch_bounds__(cuda::kThreads) annealed_mean_backward_generic
     const scalar_t* zp = logits + lz.offset(p);
     scalar_t* gp = grad + lg.offset(p);
     for (int q = 0; q < nq; ++q) {
-      const acc_t z = static_cast<acc_t>(zp[q * lz.s_c]);
+      const acc_t z = cuda::to_acc(zp[q * lz.s_c]);
       const acc_t proj = ga * static_cast<acc_t>(ca[q]) + gb * static_cast<acc_t>(cb[q]) - offset;
-      gp[q * lg.s_c] = static_cast<scalar_t>(cuda::exp_acc((z - m) * inv_t) * coef * proj);
+      gp[q * lg.s_c] = cuda::from_acc<scalar_t>(cuda::exp_acc((z - m) * inv_t) * coef * proj);
     }
   }
 }
@@ -161,7 +154,7 @@ __global__ void __launch_bounds__(512)
   FC_UNROLL
   for (int r = 0; r < R; ++r) {
     const int q = warp + nw * r;
-    z[r] = valid && q < nq ? static_cast<float>(zp[q * lz.s_c]) : -INFINITY;
+    z[r] = valid && q < nq ? cuda::to_acc(zp[q * lz.s_c]) : -INFINITY;
   }
   cuda::load_bins(centres, nq, ca, cb);
   const int at = warp * 32 + lane;
@@ -252,7 +245,7 @@ __global__ void __launch_bounds__(cuda::kThreads)
     FC_UNROLL
     for (int r = 0; r < R; ++r) {
       const int q = lane + 32 * r;
-      z[r] = q < nq ? static_cast<float>(zp[q * lz.s_c]) : -INFINITY;
+      z[r] = q < nq ? cuda::to_acc(zp[q * lz.s_c]) : -INFINITY;
     }
     float m = inv_t == 0.f ? -INFINITY : cuda::kLowest;
     int arg = lane;
@@ -336,123 +329,11 @@ __global__ void __launch_bounds__(cuda::kThreads) annealed_mean_backward_tile_ke
   const int first = kBinsOnLanes ? lane : warp, step = kBinsOnLanes ? 32 : nw;
 #pragma unroll 4
   for (int q = first; q < nq; q += step) {
-    const float z = static_cast<float>(zp[q * lz.s_c]);
+    const float z = cuda::to_acc(zp[q * lz.s_c]);
     const float proj = ga * ca[q] + gb * cb[q] - offset;
-    gp[q * lg.s_c] = static_cast<scalar_t>(__expf((z - m) * inv_t) * coef * proj);
+    gp[q * lg.s_c] = cuda::from_acc<scalar_t>(__expf((z - m) * inv_t) * coef * proj);
   }
 }
 
-}  // namespace
-
-std::tuple<at::Tensor, at::Tensor> annealed_mean_cuda(const at::Tensor& logits,
-                                                      const at::Tensor& centres,
-                                                      double temperature) {
-  check_annealed_mean_args("annealed_mean", logits, centres, temperature);
-  const c10::cuda::CUDAGuard guard(logits.device());
-  at::Tensor out, stats;
-  std::tie(out, stats) = empty_decoded(logits);
-  const int64_t pixels = out.numel() / 2;
-  if (pixels == 0) return {out, stats};
-  const at::Tensor c = centres.contiguous();
-  const int nq = static_cast<int>(c.size(0));
-  const auto stream = c10::cuda::getCurrentCUDAStream();
-  const PixelLayout lz = pixel_layout(logits), lo = pixel_layout(out);
-  const LaunchPlan plan = plan_launch(logits.scalar_type() == at::kDouble, nq, lz.s_c);
-  if (plan.kind == LaunchPlan::kGeneric) {
-    AT_DISPATCH_FLOATING_TYPES_AND2(
-        at::kHalf, at::kBFloat16, logits.scalar_type(), "annealed_mean_cuda", [&] {
-          using acc_t = at::opmath_type<scalar_t>;
-          const size_t smem = 2 * nq * sizeof(float);
-          annealed_mean_generic_kernel<scalar_t>
-              <<<cuda::blocks_for(pixels), cuda::kThreads, smem, stream>>>(
-                  logits.const_data_ptr<scalar_t>(), lz, c.const_data_ptr<float>(), nq,
-                  inverse_temperature<acc_t>(temperature), pixels,
-                  out.mutable_data_ptr<acc_t>(), stats.mutable_data_ptr<acc_t>(), lo);
-          C10_CUDA_KERNEL_LAUNCH_CHECK();
-        });
-    return {out, stats};
-  }
-  FASTCOLOR_DISPATCH_TILED_TYPES(
-      logits.scalar_type(), "annealed_mean_cuda", [&] {
-        const float inv_t = inverse_temperature<float>(temperature);
-        {
-          auto launch = [&](auto kernel, dim3 grid, dim3 block, size_t smem) {
-            cuda::allow_shared_memory(kernel, smem);
-            kernel<<<grid, block, smem, stream>>>(logits.const_data_ptr<scalar_t>(), lz,
-                                                  c.const_data_ptr<float>(), nq, inv_t, pixels,
-                                                  out.mutable_data_ptr<float>(),
-                                                  stats.mutable_data_ptr<float>(), lo);
-            C10_CUDA_KERNEL_LAUNCH_CHECK();
-          };
-          if (plan.kind == LaunchPlan::kWarp) {
-            const size_t smem = 2 * nq * sizeof(float);
-            const int64_t per_block = cuda::kThreads / 32;
-            const dim3 grid(static_cast<unsigned>(
-                std::min<int64_t>((pixels + per_block - 1) / per_block, 65536)));
-            cuda::with_warp_rows(plan.rows, [&](auto rows) {
-              launch(annealed_mean_warp_kernel<scalar_t, decltype(rows)::value>, grid,
-                     dim3(cuda::kThreads), smem);
-            });
-          } else {
-            const size_t smem = (2 * nq + 4 * 32 * plan.warps) * sizeof(float);
-            const dim3 grid(static_cast<unsigned>((pixels + 31) / 32)), block(32, plan.warps);
-            if (plan.rows == 8)
-              launch(annealed_mean_tile_kernel<scalar_t, 8>, grid, block, smem);
-            else
-              launch(annealed_mean_tile_kernel<scalar_t, 40>, grid, block, smem);
-          }
-        }
-      });
-  return {out, stats};
-}
-
-at::Tensor annealed_mean_backward_cuda(const at::Tensor& grad_ab, const at::Tensor& logits,
-                                       const at::Tensor& centres, const at::Tensor& ab,
-                                       const at::Tensor& stats, double temperature) {
-  const char* op = "annealed_mean_backward";
-  check_annealed_mean_args(op, logits, centres, temperature);
-  check_decoded(op, grad_ab, ab, stats, logits);
-  const c10::cuda::CUDAGuard guard(logits.device());
-  if (temperature == 0) return at::zeros_like(logits);  // piecewise constant in z
-  at::Tensor grad = at::empty_like(logits);
-  const int64_t pixels = logits.size(0) * logits.size(2) * logits.size(3);
-  if (grad.numel() == 0) return grad;
-  const at::Tensor c = centres.contiguous();
-  const int nq = static_cast<int>(c.size(0));
-  const size_t smem = 2 * nq * sizeof(float);
-  const auto stream = c10::cuda::getCurrentCUDAStream();
-  const PixelLayout lz = pixel_layout(logits);
-  if (logits.scalar_type() == at::kDouble) {  // the tiled kernels serve the other dtypes
-    annealed_mean_backward_generic_kernel<double>
-        <<<cuda::blocks_for(pixels), cuda::kThreads, smem, stream>>>(
-            grad_ab.const_data_ptr<double>(), pixel_layout(grad_ab),
-            logits.const_data_ptr<double>(), lz, c.const_data_ptr<float>(), nq,
-            ab.const_data_ptr<double>(), pixel_layout(ab), stats.const_data_ptr<double>(),
-            pixel_layout(stats), inverse_temperature<double>(temperature), pixels,
-            grad.mutable_data_ptr<double>(), pixel_layout(grad));
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-    return grad;
-  }
-  FASTCOLOR_DISPATCH_TILED_TYPES(
-      logits.scalar_type(), "annealed_mean_backward_cuda", [&] {
-        const float inv_t = inverse_temperature<float>(temperature);
-        auto launch = [&](auto kernel, int64_t blocks) {
-          cuda::allow_shared_memory(kernel, smem);
-          kernel<<<static_cast<unsigned>(blocks), cuda::kThreads, smem, stream>>>(
-              grad_ab.const_data_ptr<float>(), pixel_layout(grad_ab),
-              logits.const_data_ptr<scalar_t>(), lz, c.const_data_ptr<float>(), nq,
-              ab.const_data_ptr<float>(), pixel_layout(ab), stats.const_data_ptr<float>(),
-              pixel_layout(stats), inv_t, pixels, grad.mutable_data_ptr<scalar_t>(),
-              pixel_layout(grad));
-          C10_CUDA_KERNEL_LAUNCH_CHECK();
-        };
-        if (lz.s_c == 1 && nq > 1)
-          launch(annealed_mean_backward_tile_kernel<scalar_t, true>,
-                 (pixels + cuda::kThreads / 32 - 1) / (cuda::kThreads / 32));
-        else
-          launch(annealed_mean_backward_tile_kernel<scalar_t, false>, (pixels + 31) / 32);
-      });
-  return grad;
-}
-
+}  // namespace device
 }  // namespace fastcolor

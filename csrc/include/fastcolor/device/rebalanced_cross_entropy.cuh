@@ -1,20 +1,14 @@
-#include <ATen/Dispatch.h>
-#include <ATen/OpMathType.h>
-#include <ATen/ops/empty.h>
-#include <ATen/ops/empty_like.h>
+// The CUDA kernels of rebalanced_cross_entropy (loss): device code only, torch-free. nvcc
+// compiles them into fastcolor._C (csrc/cuda/rebalanced_cross_entropy.cu) and NVRTC at run time
+// (fastcolor/ops/jit.py); csrc/cuda/rebalanced_cross_entropy_cuda.cpp checks the arguments, plans
+// and packs each launch for both. Every instantiation the host code can launch
+// is listed in fastcolor/device/instances.h.
+#pragma once
 
-#include <limits>
-#include <optional>
-#include <tuple>
-
-#include "cuda_common.cuh"
-#include "fastcolor/host.h"
-#include "fastcolor/kernels.h"
-#include "fastcolor/launch_plan.h"
+#include "fastcolor/device/common.cuh"
 
 namespace fastcolor {
-namespace {
-
+namespace device {
 // The generic kernel (float64 logits, or more bins than the tiled kernels
 // hold in registers): one thread per pixel. The k nearest bins of its ab (from
 // its cell's candidates in the lookup table; kept in registers) define the
@@ -27,9 +21,9 @@ __global__ void __launch_bounds__(cuda::kThreads) cross_entropy_generic_kernel(
     const scalar_t* __restrict__ logits, PixelLayout lz, const float* __restrict__ ab,
     PixelLayout lab, const float* __restrict__ centres, const float* __restrict__ class_w,
     int nq, LookupView lut, const float* __restrict__ pixel_w, PixelLayout lw, int k,
-    float inv_two_sigma2, at::opmath_type<scalar_t> scale, int64_t pixels, at::opmath_type<scalar_t>* __restrict__ loss,
+    float inv_two_sigma2, cuda::opmath_t<scalar_t> scale, int64_t pixels, cuda::opmath_t<scalar_t>* __restrict__ loss,
     scalar_t* __restrict__ grad, PixelLayout lg) {
-  using acc_t = at::opmath_type<scalar_t>;
+  using acc_t = cuda::opmath_t<scalar_t>;
   extern __shared__ float smem[];
   float* ca = smem;
   float* cb = smem + nq;
@@ -45,7 +39,7 @@ __global__ void __launch_bounds__(cuda::kThreads) cross_entropy_generic_kernel(
     if (!finite2(a, b)) {
       loss[p] = NAN;
       if (gp)
-        for (int q = 0; q < nq; ++q) gp[q * lg.s_c] = static_cast<scalar_t>(NAN);
+        for (int q = 0; q < nq; ++q) gp[q * lg.s_c] = cuda::from_acc<scalar_t>(NAN);
       continue;
     }
     KNearestT<Cap> nn(k);
@@ -54,9 +48,9 @@ __global__ void __launch_bounds__(cuda::kThreads) cross_entropy_generic_kernel(
     const acc_t w = static_cast<acc_t>(cw[nn.idx[0]]) *
                     (pixel_w ? static_cast<acc_t>(pixel_w[lw.offset(p)]) : acc_t(1));
     // Online softmax from the lowest finite value, so -inf logits add 0.
-    acc_t m = -std::numeric_limits<acc_t>::max(), s = 0;
+    acc_t m = -cuda::largest<acc_t>(), s = 0;
     for (int q = 0; q < nq; ++q) {
-      const acc_t z = static_cast<acc_t>(zp[q * lz.s_c]);
+      const acc_t z = cuda::to_acc(zp[q * lz.s_c]);
       if (z > m) {
         s = s * cuda::exp_acc(m - z) + acc_t(1);
         m = z;
@@ -72,21 +66,21 @@ __global__ void __launch_bounds__(cuda::kThreads) cross_entropy_generic_kernel(
       if (j < k) {
         const acc_t tj =
             static_cast<acc_t>(gaussian_weight(nn.d[j], nn.d[0], inv_two_sigma2) / norm);
-        shift += tj * (m - static_cast<acc_t>(zp[nn.idx[j] * lz.s_c]));
+        shift += tj * (m - cuda::to_acc(zp[nn.idx[j] * lz.s_c]));
         tsum += tj;
       }
     }
-    loss[p] = w * (log(s) * tsum + shift);
+    loss[p] = w * (cuda::log_acc(s) * tsum + shift);
     if (gp) {
       const acc_t coef = scale * w;
       const acc_t pscale = coef / s;
       for (int q = 0; q < nq; ++q) {
-        const acc_t z = static_cast<acc_t>(zp[q * lz.s_c]);
+        const acc_t z = cuda::to_acc(zp[q * lz.s_c]);
         acc_t g = cuda::exp_acc(z - m) * pscale;
         const float d = sqdist(a, b, ca[q], cb[q]);
         if (nn.selected(d, q))
           g -= coef * static_cast<acc_t>(gaussian_weight(d, nn.d[0], inv_two_sigma2) / norm);
-        gp[q * lg.s_c] = static_cast<scalar_t>(g);
+        gp[q * lg.s_c] = cuda::from_acc<scalar_t>(g);
       }
     }
   }
@@ -114,7 +108,7 @@ __device__ __forceinline__ float finish_pixel(const KNearestT<Cap>& nn, float w,
   const float coef = scale * w;
   float z[Cap];
   FC_UNROLL
-  for (int j = 0; j < Cap; ++j) z[j] = j < k ? static_cast<float>(zp[nn.idx[j] * zs]) : 0.f;
+  for (int j = 0; j < Cap; ++j) z[j] = j < k ? cuda::to_acc(zp[nn.idx[j] * zs]) : 0.f;
   float shift = 0.f, tsum = 0.f;
   FC_UNROLL
   for (int j = 0; j < Cap; ++j) {
@@ -122,7 +116,7 @@ __device__ __forceinline__ float finish_pixel(const KNearestT<Cap>& nn, float w,
       const float t = gaussian_weight(nn.d[j], nn.d[0], inv_two_sigma2) / norm;
       shift += t * (m - z[j]);
       tsum += t;
-      if (gp) gp[nn.idx[j] * gs] = static_cast<scalar_t>(coef * (__expf(z[j] - m) / s - t));
+      if (gp) gp[nn.idx[j] * gs] = cuda::from_acc<scalar_t>(coef * (__expf(z[j] - m) / s - t));
     }
   }
   return w * (logf(s) * tsum + shift);
@@ -169,7 +163,7 @@ __global__ void __launch_bounds__(512) cross_entropy_tile_kernel(
   FC_UNROLL
   for (int r = 0; r < R; ++r) {
     const int q = warp + nw * r;
-    z[r] = valid && q < nq ? static_cast<float>(zp[q * lz.s_c]) : -INFINITY;
+    z[r] = valid && q < nq ? cuda::to_acc(zp[q * lz.s_c]) : -INFINITY;
   }
   float a = 0.f, b = 0.f;
   if (valid) {
@@ -228,7 +222,7 @@ __global__ void __launch_bounds__(512) cross_entropy_tile_kernel(
     FC_UNROLL
     for (int r = 0; r < R; ++r) {
       const int q = warp + nw * r;
-      if (q < nq) gp[q * lg.s_c] = static_cast<scalar_t>(g * z[r]);
+      if (q < nq) gp[q * lg.s_c] = cuda::from_acc<scalar_t>(g * z[r]);
     }
   }
   // 4. warp 0: the k nearest overall, then the loss and the k target entries.
@@ -291,7 +285,7 @@ __global__ void __launch_bounds__(cuda::kThreads) cross_entropy_warp_kernel(
     FC_UNROLL
     for (int r = 0; r < R; ++r) {
       const int q = lane + 32 * r;
-      z[r] = q < nq ? static_cast<float>(zp[q * lz.s_c]) : -INFINITY;
+      z[r] = q < nq ? cuda::to_acc(zp[q * lz.s_c]) : -INFINITY;
     }
     float m = cuda::kLowest;
     FC_UNROLL
@@ -314,7 +308,7 @@ __global__ void __launch_bounds__(cuda::kThreads) cross_entropy_warp_kernel(
       FC_UNROLL
       for (int r = 0; r < R; ++r) {
         const int q = lane + 32 * r;
-        if (q < nq) gp[q * lg.s_c] = static_cast<scalar_t>(g * z[r]);
+        if (q < nq) gp[q * lg.s_c] = cuda::from_acc<scalar_t>(g * z[r]);
       }
     }
   }
@@ -326,87 +320,5 @@ __global__ void __launch_bounds__(cuda::kThreads) cross_entropy_warp_kernel(
                                              scale);
 }
 
-}  // namespace
-
-std::tuple<at::Tensor, at::Tensor> rebalanced_cross_entropy_cuda(
-    const at::Tensor& logits, const at::Tensor& ab, const at::Tensor& centres,
-    const at::Tensor& class_weights, const std::optional<at::Tensor>& pixel_weight, int64_t k,
-    double sigma, c10::string_view reduction, bool compute_grad) {
-  const char* op = "rebalanced_cross_entropy";
-  check_cross_entropy_args(op, logits, ab, centres, class_weights, pixel_weight, k, sigma);
-  const Reduction red = parse_reduction(op, reduction);
-  const c10::cuda::CUDAGuard guard(logits.device());
-  const int64_t nq = logits.size(1);
-  at::Tensor loss_px, grad;
-  std::tie(loss_px, grad) = empty_cross_entropy(logits, compute_grad);
-  const int64_t pixels = loss_px.numel();
-  if (pixels > 0) {
-    const at::Tensor c = centres.contiguous();
-    const at::Tensor cw = class_weights.contiguous();
-    const float inv_two_sigma2 = static_cast<float>(0.5 / (sigma * sigma));
-    const auto lut = lookup_table(c, k);
-    const double scale = reduction_grad_scale(red, pixels);
-    const auto stream = c10::cuda::getCurrentCUDAStream();
-    const PixelLayout lz = pixel_layout(logits), lab = pixel_layout(ab);
-    const PixelLayout lw = pixel_weight ? plane_layout(*pixel_weight) : PixelLayout{};
-    const PixelLayout lg = compute_grad ? pixel_layout(grad) : PixelLayout{};
-    const float* pw = pixel_weight ? pixel_weight->const_data_ptr<float>() : nullptr;
-    const auto st = logits.scalar_type();
-    const LaunchPlan plan = plan_launch(st == at::kDouble, nq, lz.s_c);
-    if (plan.kind == LaunchPlan::kGeneric) {
-      const size_t smem = 3 * nq * sizeof(float);
-      AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, st, "rebalanced_cross_entropy_cuda", [&] {
-        using acc_t = at::opmath_type<scalar_t>;
-        cuda::with_capacity(k, [&](auto cap) {
-          auto kernel = cross_entropy_generic_kernel<scalar_t, decltype(cap)::value>;
-          cuda::allow_shared_memory(kernel, smem);
-          kernel<<<cuda::blocks_for(pixels), cuda::kThreads, smem, stream>>>(
-              logits.const_data_ptr<scalar_t>(), lz, ab.const_data_ptr<float>(), lab,
-              c.const_data_ptr<float>(), cw.const_data_ptr<float>(), static_cast<int>(nq), lut->view(),
-              pw, lw,
-              static_cast<int>(k), inv_two_sigma2, static_cast<acc_t>(scale), pixels,
-              loss_px.mutable_data_ptr<acc_t>(),
-              compute_grad ? grad.mutable_data_ptr<scalar_t>() : nullptr, lg);
-          C10_CUDA_KERNEL_LAUNCH_CHECK();
-        });
-      });
-    } else {
-      FASTCOLOR_DISPATCH_TILED_TYPES(st, "rebalanced_cross_entropy_cuda", [&] {
-        {
-          auto launch = [&](auto kernel, dim3 grid, dim3 block, size_t smem) {
-            cuda::allow_shared_memory(kernel, smem);
-            kernel<<<grid, block, smem, stream>>>(
-                logits.const_data_ptr<scalar_t>(), lz, ab.const_data_ptr<float>(), lab,
-                c.const_data_ptr<float>(), cw.const_data_ptr<float>(), static_cast<int>(nq),
-                lut->view(), pw, lw, static_cast<int>(k), inv_two_sigma2, static_cast<float>(scale), pixels,
-                loss_px.mutable_data_ptr<float>(),
-                compute_grad ? grad.mutable_data_ptr<scalar_t>() : nullptr, lg);
-            C10_CUDA_KERNEL_LAUNCH_CHECK();
-          };
-          cuda::with_capacity(k, [&](auto cap) {
-            constexpr int Cap = decltype(cap)::value;
-            if (plan.kind == LaunchPlan::kTile) {
-              const size_t smem = (2 * nq + 2 * 32 * plan.warps + 2 * 32 * plan.warps * k) * sizeof(float);
-              const dim3 grid(static_cast<unsigned>((pixels + 31) / 32)), block(32, plan.warps);
-              if (plan.rows == 8)
-                launch(cross_entropy_tile_kernel<scalar_t, 8, Cap>, grid, block, smem);
-              else
-                launch(cross_entropy_tile_kernel<scalar_t, 40, Cap>, grid, block, smem);
-            } else {
-              const int64_t per_block = 32 * (cuda::kThreads / 32);
-              const dim3 grid(static_cast<unsigned>((pixels + per_block - 1) / per_block));
-              const size_t smem = 2 * nq * sizeof(float);
-              cuda::with_warp_rows(plan.rows, [&](auto rows) {
-                launch(cross_entropy_warp_kernel<scalar_t, decltype(rows)::value, Cap>, grid,
-                       dim3(cuda::kThreads), smem);
-              });
-            }
-          });
-        }
-      });
-    }
-  }
-  return {reduce_loss(loss_px, red), grad};
-}
-
+}  // namespace device
 }  // namespace fastcolor

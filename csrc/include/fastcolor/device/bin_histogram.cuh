@@ -1,14 +1,14 @@
-#include <ATen/ops/zeros.h>
+// The CUDA kernels of bin_histogram (histogram): device code only, torch-free. nvcc
+// compiles them into fastcolor._C (csrc/cuda/bin_histogram.cu) and NVRTC at run time
+// (fastcolor/ops/jit.py); csrc/cuda/bin_histogram_cuda.cpp checks the arguments, plans
+// and packs each launch for both. Every instantiation the host code can launch
+// is listed in fastcolor/device/instances.h.
+#pragma once
 
-#include <optional>
-
-#include "cuda_common.cuh"
-#include "fastcolor/host.h"
-#include "fastcolor/kernels.h"
+#include "fastcolor/device/common.cuh"
 
 namespace fastcolor {
-namespace {
-
+namespace device {
 // Each block counts its pixels into a private histogram in shared memory,
 // then adds it to the global one (float64): global atomics are one per bin
 // per block, so their contention does not grow with the number of pixels.
@@ -63,34 +63,5 @@ __global__ void __launch_bounds__(cuda::kThreads)
   }
 }
 
-}  // namespace
-
-at::Tensor bin_histogram_cuda(const at::Tensor& ab, const at::Tensor& centres,
-                              const std::optional<at::Tensor>& weight) {
-  check_ab("bin_histogram", ab);
-  check_centres("bin_histogram", centres, ab);
-  if (weight) check_histogram_weight("bin_histogram", *weight, ab);
-  const c10::cuda::CUDAGuard guard(ab.device());
-  const int64_t nq = centres.size(0);
-  const int64_t pixels = ab.size(0) * ab.size(2) * ab.size(3);
-  at::Tensor hist = at::zeros({nq}, ab.options().dtype(at::kDouble));
-  if (pixels == 0) return hist;
-  const at::Tensor c = centres.contiguous();
-  const size_t smem = 3 * nq * sizeof(float);
-  const auto lut = lookup_table(c, 1);
-  auto launch = [&](auto kernel) {
-    cuda::allow_shared_memory(kernel, smem);
-    kernel<<<cuda::blocks_for(pixels), cuda::kThreads, smem, c10::cuda::getCurrentCUDAStream()>>>(
-        ab.const_data_ptr<float>(), pixel_layout(ab), c.const_data_ptr<float>(),
-        static_cast<int>(nq), lut->view(), weight ? weight->const_data_ptr<float>() : nullptr,
-        weight ? plane_layout(*weight) : PixelLayout{}, pixels, hist.mutable_data_ptr<double>());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-  };
-  if (weight)
-    launch(bin_histogram_kernel<true>);
-  else
-    launch(bin_histogram_kernel<false>);
-  return hist;
-}
-
+}  // namespace device
 }  // namespace fastcolor

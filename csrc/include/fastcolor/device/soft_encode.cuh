@@ -1,12 +1,14 @@
-#include <ATen/ops/empty.h>
+// The CUDA kernels of soft_encode (soft encode): device code only, torch-free. nvcc
+// compiles them into fastcolor._C (csrc/cuda/soft_encode.cu) and NVRTC at run time
+// (fastcolor/ops/jit.py); csrc/cuda/soft_encode_cuda.cpp checks the arguments, plans
+// and packs each launch for both. Every instantiation the host code can launch
+// is listed in fastcolor/device/instances.h.
+#pragma once
 
-#include "cuda_common.cuh"
-#include "fastcolor/host.h"
-#include "fastcolor/kernels.h"
+#include "fastcolor/device/common.cuh"
 
 namespace fastcolor {
-namespace {
-
+namespace device {
 // One thread per pixel: the k nearest bins among its cell's candidates (the
 // codebook's lookup table; centres in shared memory), then zeros written in a coalesced pass over q and the k
 // weights over them (the same thread, so in order).
@@ -37,31 +39,5 @@ __global__ void __launch_bounds__(cuda::kThreads)
   }
 }
 
-}  // namespace
-
-at::Tensor soft_encode_cuda(const at::Tensor& ab, const at::Tensor& centres, int64_t k,
-                            double sigma) {
-  check_ab("soft_encode", ab);
-  check_centres("soft_encode", centres, ab);
-  check_k_sigma("soft_encode", k, sigma, centres.size(0));
-  const c10::cuda::CUDAGuard guard(ab.device());
-  const int64_t n = ab.size(0), h = ab.size(2), w = ab.size(3), nq = centres.size(0);
-  at::Tensor out = at::empty({n, nq, h, w}, ab.options());
-  const int64_t pixels = n * h * w;
-  if (pixels == 0) return out;
-  const at::Tensor c = centres.contiguous();
-  const size_t smem = 2 * nq * sizeof(float);
-  const float inv_two_sigma2 = static_cast<float>(0.5 / (sigma * sigma));
-  const auto lut = lookup_table(c, k);
-  cuda::with_capacity(k, [&](auto cap) {
-    soft_encode_kernel<decltype(cap)::value>
-        <<<cuda::blocks_for(pixels), cuda::kThreads, smem, c10::cuda::getCurrentCUDAStream()>>>(
-            ab.const_data_ptr<float>(), pixel_layout(ab), c.const_data_ptr<float>(),
-            static_cast<int>(nq), lut->view(), static_cast<int>(k), inv_two_sigma2, pixels,
-            out.mutable_data_ptr<float>());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-  });
-  return out;
-}
-
+}  // namespace device
 }  // namespace fastcolor
