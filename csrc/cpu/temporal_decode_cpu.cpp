@@ -20,40 +20,6 @@
 namespace fastcolor {
 namespace {
 
-// log(x) of a finite x >= 0 for the decode's s^(1/T) = exp(log(s) / T),
-// branch-free so that the loop over the bins vectorises (std::log does not).
-// Cephes' logf: x = 2^e m with m in [sqrt(1/2), sqrt(2)), log(m) by a
-// polynomial in m - 1 (within 2 ulp of log); subnormals are scaled by 2^23
-// first. log(0) comes out near -104, not -inf, and NaN, negative or
-// infinite x give finite garbage: the caller deals with those entries.
-inline float log_finite(float x) {
-  const bool sub = x < FLT_MIN;
-  const float xs = sub ? x * 8388608.f : x;
-  int32_t bits;
-  std::memcpy(&bits, &xs, sizeof(bits));
-  const int32_t e = ((bits >> 23) & 0xff) - 126;
-  bits = (bits & 0x007fffff) | 0x3f000000;
-  float m;
-  std::memcpy(&m, &bits, sizeof(m));
-  const bool low = m < 0.70710678118654752f;
-  const float f = low ? m + m - 1.f : m - 1.f;
-  const float fe = static_cast<float>(low ? e - 1 : e) - (sub ? 23.f : 0.f);
-  const float z = f * f;
-  float y = 7.0376836292e-2f;
-  y = fmadd(y, f, -1.1514610310e-1f);
-  y = fmadd(y, f, 1.1676998740e-1f);
-  y = fmadd(y, f, -1.2420140846e-1f);
-  y = fmadd(y, f, 1.4249322787e-1f);
-  y = fmadd(y, f, -1.6668057665e-1f);
-  y = fmadd(y, f, 2.0000714765e-1f);
-  y = fmadd(y, f, -2.4999993993e-1f);
-  y = fmadd(y, f, 3.3333331174e-1f);
-  y = y * f * z;
-  y = fmadd(fe, -2.12194440e-4f, y);
-  y = fmadd(z, -0.5f, y);
-  return fmadd(fe, 0.693359375f, f + y);
-}
-
 // Per tile of kTile pixels (channel-major rows, read in place for NCHW):
 //  1. m = max z, sum = sum_q exp(z - m): the softmax p = exp(z - m) / sum;
 //  2. w = weight (1 - 1 / sum)^sharpness (max p = 1 / sum);
@@ -165,7 +131,7 @@ void temporal_decode_cpu_kernel(const at::Tensor& logits, const at::Tensor& stat
       } else {
         float lmax[L], s[L];
         for (int64_t t = 0; t < L; ++t) {
-          lmax[t] = log_finite(smax[t]);
+          lmax[t] = cpu::log_of(smax[t]);
           s[t] = sa[t] = sb[t] = 0.f;
         }
         for (int64_t q = 0; q < nq; ++q) {
@@ -173,7 +139,7 @@ void temporal_decode_cpu_kernel(const at::Tensor& logits, const at::Tensor& stat
           const float ca = bins.a[q], cb = bins.b[q];
           for (int64_t t = 0; t < L; ++t) {
             const float v = nr[t];
-            float d = log_finite(v) - lmax[t];
+            float d = cpu::log_of(v) - lmax[t];  // branch-free: the loop vectorises
             d = d > 0.f ? 0.f : d;  // the polynomial log may break a tie by an ulp
             // log(0) = -inf weighs 0; computed for every lane, then selected,
             // so that the loop stays vectorised.
