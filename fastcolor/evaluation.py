@@ -190,13 +190,14 @@ def format_table(report):
     return "\n".join(lines)
 
 
-def _finite_or_none(obj):
+def finite_or_none(obj):
+    """obj with every float that is not finite replaced by None (for strict JSON)."""
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):
-        return {k: _finite_or_none(v) for k, v in obj.items()}
+        return {k: finite_or_none(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_finite_or_none(v) for v in obj]
+        return [finite_or_none(v) for v in obj]
     return obj
 
 
@@ -205,4 +206,4 @@ def report_json(report):
     finite, such as the PSNR of photos reproduced exactly, is null)."""
     import json
 
-    return json.dumps(_finite_or_none(report), indent=2, allow_nan=False) + "\n"
+    return json.dumps(finite_or_none(report), indent=2, allow_nan=False) + "\n"

@@ -52,6 +52,7 @@ from .color import lab_to_rgb, rgb_to_lab
 from .color.codebook import Codebook
 from .color.prior import imagenet_prior, prior_from_counts
 from .data.images import to_float, to_uint8
+from .evaluation import finite_or_none
 
 __all__ = ["CDC_GAPS", "ROWS", "VideoScorer", "build_parser", "channel_histograms", "evaluate_video",
            "farneback_flow", "format_report", "jensen_shannon", "main", "occlusion_mask", "report_json",
@@ -337,19 +338,9 @@ def format_report(report):
     return "\n".join([*lines, tail])
 
 
-def _finite_or_none(obj):
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite_or_none(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite_or_none(v) for v in obj]
-    return obj
-
-
 def report_json(report):
     """The report as strict JSON text (a number that is not finite is null)."""
-    return json.dumps(_finite_or_none(report), indent=2, allow_nan=False) + "\n"
+    return json.dumps(finite_or_none(report), indent=2, allow_nan=False) + "\n"
 
 
 # ------------------------------------------------------------ command line
@@ -367,16 +358,9 @@ def _positive(kind):
     return parse
 
 
-def _fps(text):
-    from .video.reader import parse_fps
-
-    try:
-        return parse_fps(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def build_parser():
+    from .video.reader import fps_argument  # (the reader needs PyAV: imported when used)
+
     p = argparse.ArgumentParser(
         prog="fastcolor evaluate-video",
         description="Score a colorized video against its colour original: warping error (RGB and a*b*, "
@@ -393,7 +377,7 @@ def build_parser():
                    help="score at most PX pixels on the longer side (default: the clips' size)")
     p.add_argument("--elapsed", type=_positive(float), default=None, metavar="SECONDS",
                    help="seconds the colorization took: reported as frames/s")
-    p.add_argument("--fps", type=_fps, default=None, help="frame rate of folders of frames (24)")
+    p.add_argument("--fps", type=fps_argument, default=None, help="frame rate of folders of frames (24)")
     return p
 
 

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from ..ops.backend import BACKENDS
-from .reader import parse_fps
+from .reader import fps_argument
 from .temporal import MODES
 from .writer import DEFAULT_CODEC, DEFAULT_CRF
 
@@ -44,13 +44,6 @@ def _crf(text):
     return _count(text, 0)
 
 
-def _fps(text):
-    try:
-        return parse_fps(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def build_parser():
     p = argparse.ArgumentParser(
         prog="fastcolor video",
@@ -71,7 +64,7 @@ def build_parser():
     p.add_argument("--crf", type=_crf, metavar="N",
                    help=f"constant-quality level of x264/x265/VP9/AV1: lower is better and larger "
                         f"(default {DEFAULT_CRF} for those encoders)")
-    p.add_argument("--fps", type=_fps, metavar="RATE",
+    p.add_argument("--fps", type=fps_argument, metavar="RATE",
                    help="frame rate of a folder of frames: 24 (default), 25, 23.976, 30000/1001, ...")
     p.add_argument("--no-audio", action="store_true", help="leave the audio out (default: copied unchanged)")
     p.add_argument("--model", metavar="PATH",

@@ -84,6 +84,16 @@ def parse_fps(text):
     return value
 
 
+
+def fps_argument(text):
+    """parse_fps for argparse (type=fps_argument): a bad rate is a usage error."""
+    import argparse
+
+    try:
+        return parse_fps(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
 def _natural_key(name):
     return [int(part) if part.isdigit() else part.casefold() for part in re.split(r"(\d+)", name)]
 
