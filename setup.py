@@ -205,7 +205,8 @@ setup(
     packages=find_packages(include=["fastcolor", "fastcolor.*"]),
     package_data={"fastcolor": ["assets/*", "serve/*.html"]},
     python_requires=">=3.10",
-    install_requires=["torch>=2.4", "numpy", "pillow", "safetensors", "tqdm"],
+    install_requires=["torch>=2.4", "numpy", "pillow", "safetensors", "tqdm",
+                      "av", "opencv-python-headless"],  # av, OpenCV: fastcolor video
     extras_require={
         "test": ["pytest", "pytest-benchmark", "scikit-image", "onnx", "onnxruntime", "fastapi", "uvicorn", "httpx",
                  "playwright"],

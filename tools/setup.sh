@@ -14,7 +14,7 @@ VENV=${VENV:-.venv}
 
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 pip_install() { "$VENV/bin/python" -m pip install -q --disable-pip-version-check "$@"; }
-pip_install "torch==2.14.1" numpy pillow safetensors tqdm scikit-image pytest pytest-benchmark ninja onnx onnxruntime \
+pip_install "torch==2.14.1" numpy pillow safetensors tqdm av opencv-python-headless scikit-image pytest pytest-benchmark ninja onnx onnxruntime \
   fastapi uvicorn httpx playwright "cupy-cuda13x[ctk]"
 # fastcolor serve's browser test drives Debian's chromium (never a Playwright download).
 if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
