@@ -182,8 +182,6 @@ class Search {
     if (!finite2(a, b)) return -1;
     return lookup_nearest(v_, a, b, ca_, cb_);
   }
-  // The same for an (a, b) known to be finite.
-  int32_t nearest_finite(float a, float b) const { return lookup_nearest(v_, a, b, ca_, cb_); }
   // The k nearest bins of a finite (a, b) into nn's first k slots, sorted.
   void k_nearest(float a, float b, KNearest& nn) const { fn_(v_, a, b, ca_, cb_, nn.d, nn.idx); }
   int k() const { return k_; }

@@ -111,10 +111,10 @@ void cross_entropy_cpu_kernel(const at::Tensor& logits, const at::Tensor& ab,
           tb[t] = t < cnt ? ab_src[oab[t] + lab.s_c] : 0.f;
         }
       }
-      int32_t nearest[T];
       // kOne: tq = the target bin of each lane, -1 where there is none.
       int32_t tq[T];
       if constexpr (kOne) {
+        int32_t nearest[T];
         search.nearest_tile(ta, tb, nearest);
         for (int64_t t = 0; t < T; ++t) {
           const bool valid = t < cnt && finite2(ta[t], tb[t]);
@@ -173,12 +173,13 @@ void cross_entropy_cpu_kernel(const at::Tensor& logits, const at::Tensor& ab,
       if constexpr (kOne) {
         // One target of weight 1: w (log(s) + (m - z_target)), across the
         // lanes (the log vectorised; lanes without a target have w = NaN).
+        acc_t loss[T];
         for (int64_t t = 0; t < T; ++t) {
           const acc_t zt_t = zt[(tq[t] < 0 ? 0 : tq[t]) * rs + t];
           const acc_t ls = static_cast<acc_t>(cpu::log_of(s[t]));
-          m[t] = w[t] * (ls + (m[t] - zt_t));  // m is not needed after this
+          loss[t] = w[t] * (ls + (m[t] - zt_t));
         }
-        for (int64_t t = 0; t < cnt; ++t) loss_dst[p0 + t] = m[t];
+        for (int64_t t = 0; t < cnt; ++t) loss_dst[p0 + t] = loss[t];
       } else {
         for (int64_t t = 0; t < cnt; ++t) {
           acc_t shift = 0;
