@@ -43,6 +43,14 @@ def _is_tracing():
     return torch.compiler.is_compiling()
 
 
+def _all_finite(t):
+    """Whether every value of t is finite, in one vectorised pass over it: a sum
+    is finite only when every term is (NaN and inf carry through a sum, and
+    +inf + -inf is NaN), so the elementwise test runs only when the sum is not
+    (non-finite values, or finite ones large enough to overflow it)."""
+    return bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())
+
+
 def checked_centres(centres, like, op):
     """The (Q, 2) float32 centres of a tensor or Codebook, on like's device."""
     c = getattr(centres, "centres", centres)  # a Codebook holds them
@@ -56,7 +64,7 @@ def checked_centres(centres, like, op):
             "move the codebook first (codebook.to(device))"
         )
     c = c.to(torch.float32).contiguous()
-    if c.device.type == "cpu" and not _is_tracing() and not torch.isfinite(c).all():
+    if c.device.type == "cpu" and not _is_tracing() and not _all_finite(c):
         raise ValueError(f"{op}: centres contain non-finite values")
     return c
 
@@ -68,10 +76,9 @@ def _ab(ab, op):
     if not ab.is_floating_point():
         raise ValueError(f"{op}: ab must be a floating-point tensor, got {ab.dtype}")
     ab = ab.to(torch.float32)
-    if ab.device.type == "cpu" and not _is_tracing():
+    if ab.device.type == "cpu" and not _is_tracing() and not _all_finite(ab):
         bad = (~torch.isfinite(ab)).sum().item()
-        if bad:
-            raise ValueError(f"{op}: ab contains {bad} non-finite values (NaN or inf)")
+        raise ValueError(f"{op}: ab contains {bad} non-finite values (NaN or inf)")
     return ab
 
 
@@ -152,8 +159,8 @@ def _not_differentiated(op, **tensors):
 def _weights(t, name, op, nonneg=True):
     """A float32 weight tensor (bool masks become 0/1); checked on the CPU."""
     t = t.to(torch.float32)
-    if t.device.type == "cpu" and not _is_tracing():
-        if not torch.isfinite(t).all() or (nonneg and (t < 0).any()):
+    if t.device.type == "cpu" and t.numel() and not _is_tracing():
+        if (nonneg and not bool(t.min() >= 0)) or not _all_finite(t):  # min is NaN where t has a NaN
             raise ValueError(f"{op}: {name} must be finite and non-negative")
     return t
 
