@@ -61,6 +61,32 @@ def test_cross_entropy_variants(device, q, layout, dtype, gen):
         torch.testing.assert_close(grad, ref_grad, rtol=rtol, atol=atol * float(ref_grad.abs().max()))
 
 
+# Gradients of 4 MiB and more leave the CPU kernel through streaming stores
+# (csrc/cpu/cpu_common.h, stream_row): 64-byte-aligned rows (H W a multiple
+# of 16), rows that are not (H W odd: plain stores), tiles across images and a
+# ragged last tile, float32 and float64, k = 1 and k = 5.
+@pytest.mark.parametrize("shape,dtype", [
+    ((1, 32, 256, 128), torch.float32),  # exactly 4 MiB, every row aligned
+    ((3, 32, 105, 107), torch.float32),  # 4.3 MiB, rows unaligned, ragged last tile
+    ((2, 17, 123, 129), torch.float64),  # 4.1 MiB, float64
+])
+@pytest.mark.parametrize("k", [1, 5])
+def test_cross_entropy_streamed_gradient(shape, dtype, k, gen):
+    n, q, h, w_ = shape
+    assert n * q * h * w_ * (4 if dtype == torch.float32 else 8) >= 4 << 20
+    c = grid_codebook(gen, q)
+    weights = torch.rand(q, generator=gen) * 3 + 0.1
+    ab = grid_ab(gen, n, h, w_, int(c.abs().max()) // 5 + 4)
+    z = torch.randn(n, q, h, w_, generator=gen, dtype=dtype) * 3
+    loss, grad, g = _loss_and_grad(ops.rebalanced_cross_entropy, z, ab, c, weights, k=k, sigma=5.0, reduction="none")
+    zr = z.detach().clone().requires_grad_()
+    ref = reference.rebalanced_cross_entropy(zr, ab, c, weights, pixel_weight=None, k=k, sigma=5.0, reduction="none")
+    (ref_grad,) = torch.autograd.grad(ref, zr, g)
+    torch.testing.assert_close(loss, ref.detach().to(loss.dtype), rtol=VALUE_TOL[dtype][0], atol=1e-4)
+    rtol, atol = GRAD_TOL[dtype]
+    torch.testing.assert_close(grad, ref_grad, rtol=rtol, atol=atol * float(ref_grad.abs().max()))
+
+
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("q", BINS)
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])

@@ -82,6 +82,8 @@ void cross_entropy_cpu_kernel(const at::Tensor& logits, const at::Tensor& ab,
   acc_t* loss_dst = loss_px.mutable_data_ptr<acc_t>();
   const acc_t scale = static_cast<acc_t>(grad_scale);
   const int64_t tiles = (pixels + T - 1) / T;
+  // A large gradient is formed in e and streamed out (cpu::stream_row).
+  const bool stream = g_dst && grad.nbytes() >= cpu::kStreamBytes;
 
   at::parallel_for(0, tiles, 1, [&](int64_t t0, int64_t t1) {
     std::vector<acc_t> z(nq * T);  // gathered logits, where they cannot be read in place
@@ -150,12 +152,12 @@ void cross_entropy_cpu_kernel(const at::Tensor& logits, const at::Tensor& ab,
       }
 
       // Where the gradient goes: straight into the output where the tile is a
-      // run of adjacent pixels of type acc_t (NCHW float32/float64), else into
-      // e, scattered at the end.
+      // run of adjacent pixels of type acc_t (NCHW float32/float64) and the
+      // output is not streamed, else into e, scattered at the end.
       acc_t* gt = e.data();
       int64_t gs = T;
       if constexpr (std::is_same_v<acc_t, scalar_t>) {
-        if (g_dst && cnt == T) {
+        if (g_dst && cnt == T && !stream) {
           int64_t off[T];
           cpu::tile_offsets(lg, p0, T, off);
           if (cpu::consecutive(off, T)) {
@@ -210,9 +212,10 @@ void cross_entropy_cpu_kernel(const at::Tensor& logits, const at::Tensor& ab,
             for (int j = 0; j < ntgt[t]; ++j)
               gt[tgt_idx[t][j] * gs + t] -= scale * w[t] * tgt_w[t][j];
         }
-        if (gt == e.data()) cpu::scatter_tile(e.data(), lg, p0, cnt, nq, g_dst);
+        if (gt == e.data()) cpu::scatter_tile(e.data(), lg, p0, cnt, nq, g_dst, stream);
       }
     }
+    if (stream) cpu::stream_fence();
   });
 }
 
