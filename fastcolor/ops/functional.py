@@ -17,6 +17,7 @@ do not check (that would synchronise the device): such a pixel gets index -1,
 NaN targets and a NaN loss, as documented in fastcolor.ops.reference.
 """
 
+import math
 import operator
 
 import torch
@@ -48,7 +49,7 @@ def _all_finite(t):
     is finite only when every term is (NaN and inf carry through a sum, and
     +inf + -inf is NaN), so the elementwise test runs only when the sum is not
     (non-finite values, or finite ones large enough to overflow it)."""
-    return bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())
+    return math.isfinite(t.sum().item()) or bool(torch.isfinite(t).all())
 
 
 def checked_centres(centres, like, op):
