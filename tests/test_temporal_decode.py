@@ -292,3 +292,30 @@ def test_compile_fullgraph(device, gen, zhang_centres):
     compiled = torch.compile(step, fullgraph=True, dynamic=False)
     for got, want in zip(compiled(z, state, weight), step(z, state, weight)):
         torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+@kernels
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_large_new_state_is_recycled_and_fully_written(layout, gen):
+    """A new state of 32 MiB or more comes from a small pool of freed ones
+    (csrc/cpu/output_pool.h): the next call of that size gets the same
+    memory back, already mapped, with every element written again (the old
+    contents are poisoned with NaN first), and in the logits' layout."""
+    n, q, h, w = 2, 100, 208, 208  # 34.6 MB of float32 state
+    c = grid_codebook(gen, q)
+    z = rand_logits(gen, n, q, h, w, torch.float32, "cpu", layout)
+    state = _probs(gen, n, q, h, w)
+    weight = torch.rand(n, 1, h, w, generator=gen)
+    first = ops.temporal_decode(z, state, weight, c, 0.38)[1]
+    assert first.stride() == z.stride()
+    ptr = first.data_ptr()
+    first.fill_(float("nan"))
+    del first
+    ab, second = ops.temporal_decode(z, state, weight, c, 0.38)
+    assert second.data_ptr() == ptr and second.stride() == z.stride()
+    other = ops.temporal_decode(z, state, weight, c, 0.38)[1]  # while second lives: its own memory
+    assert other.data_ptr() != second.data_ptr()
+    want_ab, want_state = reference.temporal_decode(z, state, weight, c, 0.38, 0.0)
+    torch.testing.assert_close(second, want_state, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(other, want_state, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(ab, want_ab, rtol=0, atol=1e-3)

@@ -2,6 +2,7 @@
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
 
 #include <cmath>
 #include <cstring>
@@ -9,11 +10,8 @@
 #include <type_traits>
 #include <vector>
 
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
-
 #include "cpu_common.h"
+#include "output_pool.h"
 #include "fastcolor/host.h"
 #include "fastcolor/kernels.h"
 
@@ -168,24 +166,6 @@ void temporal_decode_cpu_kernel(const at::Tensor& logits, const at::Tensor& stat
   });
 }
 
-// The new state is as large as the logits. A fresh buffer of tens of MiB
-// (glibc maps anything over 32 MiB afresh, every call) costs one page fault
-// per 4 KiB on its first write, more time than the op's arithmetic: ask for
-// transparent huge pages there (a hint, as PyTorch's THP_MEM_ALLOC_ENABLE=1
-// gives every large tensor; ignored where THP is off).
-void advise_huge_pages(const at::Tensor& t) {
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-  const size_t bytes = t.numel() * t.element_size();
-  if (bytes < (size_t(32) << 20)) return;
-  constexpr uintptr_t kPage = 4096;
-  const uintptr_t p = reinterpret_cast<uintptr_t>(t.data_ptr());
-  const uintptr_t begin = (p + kPage - 1) & ~(kPage - 1), end = (p + bytes) & ~(kPage - 1);
-  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
-#else
-  (void)t;
-#endif
-}
-
 }  // namespace
 
 std::tuple<at::Tensor, at::Tensor> temporal_decode_cpu(const at::Tensor& logits,
@@ -195,10 +175,12 @@ std::tuple<at::Tensor, at::Tensor> temporal_decode_cpu(const at::Tensor& logits,
                                                        double temperature, double sharpness) {
   check_temporal_decode_args("temporal_decode", logits, state, weight, centres, temperature,
                              sharpness);
-  at::Tensor ab, new_state;
-  std::tie(ab, new_state) = empty_temporal_decode(logits);
+  // The new state is as large as the logits: recycled (cpu/output_pool.h),
+  // or every call would page-fault through it.
+  at::Tensor ab = at::empty({logits.size(0), 2, logits.size(2), logits.size(3)},
+                            logits.options().dtype(at::kFloat));
+  at::Tensor new_state = cpu::pooled_empty_like(logits);
   if (ab.numel() == 0) return {ab, new_state};
-  advise_huge_pages(new_state);
   const cpu::Bins bins(centres);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, logits.scalar_type(),
                                   "temporal_decode_cpu", [&] {
