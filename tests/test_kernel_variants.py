@@ -62,7 +62,7 @@ def test_cross_entropy_variants(device, q, layout, dtype, gen):
 
 
 # Gradients of 4 MiB and more leave the CPU kernel through streaming stores
-# (csrc/cpu/cpu_common.h, stream_row): 64-byte-aligned rows (H W a multiple
+# (csrc/cpu/cpu_common.h, stream_row) into recycled memory: 64-byte-aligned rows (H W a multiple
 # of 16), rows that are not (H W odd: plain stores), tiles across images and a
 # ragged last tile, float32 and float64, k = 1 and k = 5.
 @pytest.mark.parametrize("shape,dtype", [
@@ -78,6 +78,11 @@ def test_cross_entropy_streamed_gradient(shape, dtype, k, gen):
     weights = torch.rand(q, generator=gen) * 3 + 0.1
     ab = grid_ab(gen, n, h, w_, int(c.abs().max()) // 5 + 4)
     z = torch.randn(n, q, h, w_, generator=gen, dtype=dtype) * 3
+    # Gradients of 4 MiB and more are also recycled (csrc/cpu/output_pool.h):
+    # poison one, free it, and the next call must write every element again.
+    first = _loss_and_grad(ops.rebalanced_cross_entropy, z, ab, c, weights, k=k, sigma=5.0, reduction="none")[1]
+    first.fill_(float("nan"))
+    del first
     loss, grad, g = _loss_and_grad(ops.rebalanced_cross_entropy, z, ab, c, weights, k=k, sigma=5.0, reduction="none")
     zr = z.detach().clone().requires_grad_()
     ref = reference.rebalanced_cross_entropy(zr, ab, c, weights, pixel_weight=None, k=k, sigma=5.0, reduction="none")

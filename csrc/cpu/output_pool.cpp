@@ -16,7 +16,7 @@ namespace fastcolor {
 namespace cpu {
 namespace {
 
-constexpr size_t kPoolBytes = size_t(32) << 20;   // glibc's largest mmap threshold
+constexpr size_t kPoolBytes = size_t(4) << 20;    // smaller ones stay on glibc's heap
 constexpr size_t kKept = 4;                        // buffers kept at most
 constexpr size_t kKeptBytes = size_t(512) << 20;  // bytes kept at most
 
@@ -80,8 +80,8 @@ void give_back(void* ctx) {
 
 }  // namespace
 
-at::Tensor pooled_empty_like(const at::Tensor& like) {
-  const auto opts = like.options().dtype(at::kFloat);
+at::Tensor pooled_empty_like(const at::Tensor& like, at::ScalarType dtype) {
+  const auto opts = like.options().dtype(dtype);
   const at::Tensor shape = at::empty_like(like, opts.device(at::kMeta));
   const size_t bytes = static_cast<size_t>(shape.storage().nbytes());
   if (bytes < kPoolBytes) return at::empty_like(like, opts);

@@ -1,15 +1,16 @@
 // Large CPU outputs, recycled.
 //
-// glibc maps every allocation over 32 MiB afresh and unmaps it on free, so
-// the first write to each page of such an output faults and the kernel
-// zeroes the page first. For temporal_decode's new state (Q floats a pixel:
-// 41 MiB for 8x313x64x64, 82 MiB a 256x256 video frame) that costs more
-// than the op's arithmetic: on this project's CPU, allocating and filling 41
-// MiB takes 16.6 ms against ~3 ms for filling it again. The pool keeps a few
-// freed outputs (kKept, at most kKeptBytes in all) and hands one out again
-// to a request of the same byte size, already mapped; anything else is
-// allocated and freed as usual (64-byte aligned, transparent huge pages
-// asked for). Thread-safe.
+// glibc maps every allocation over its mmap threshold (32 MiB at most, often
+// less after frees) afresh and gives it back on free, so the first write to
+// each page of such an output faults and the kernel zeroes the page first.
+// For the ops' logits-sized outputs that can cost more than their
+// arithmetic: on this project's CPU, allocating and filling 41 MiB takes 16.6
+// ms against ~3 ms for filling it again, and the 32-bin loss's 8 MiB
+// gradient took 200-2100 page faults a call (0.5-3 ms) under autograd. The
+// pool keeps a few freed outputs (kKept, at most kKeptBytes in all) and hands
+// one out again to a request of the same byte size, already mapped; smaller
+// requests are allocated as usual. Buffers are 2 MiB aligned with
+// transparent huge pages asked for. Thread-safe.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -17,10 +18,10 @@
 namespace fastcolor {
 namespace cpu {
 
-// An uninitialised float32 CPU tensor shaped like `like` (its sizes, and its
-// strides where it is dense, as at::empty_like), from the pool when it is at
-// least kPoolBytes.
-at::Tensor pooled_empty_like(const at::Tensor& like);
+// An uninitialised CPU tensor of `dtype` shaped like `like` (its sizes, and
+// its strides where it is dense, as at::empty_like), from the pool when it
+// holds at least 4 MiB.
+at::Tensor pooled_empty_like(const at::Tensor& like, at::ScalarType dtype);
 
 }  // namespace cpu
 }  // namespace fastcolor

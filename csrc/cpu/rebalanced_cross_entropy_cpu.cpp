@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "cpu_common.h"
+#include "output_pool.h"
 #include "fastcolor/host.h"
 #include "fastcolor/kernels.h"
 
@@ -256,7 +257,9 @@ std::tuple<at::Tensor, at::Tensor> rebalanced_cross_entropy_cpu(
   const Reduction red = parse_reduction(op, reduction);
 
   at::Tensor loss_px, grad;
-  std::tie(loss_px, grad) = empty_cross_entropy(logits, compute_grad);
+  std::tie(loss_px, grad) = empty_cross_entropy(logits, false);
+  // The gradient is as large as the logits: recycled (cpu/output_pool.h).
+  if (compute_grad) grad = cpu::pooled_empty_like(logits, logits.scalar_type());
   if (loss_px.numel() > 0 && logits.size(1) > 0) {
     const cpu::Search search(centres, static_cast<int>(k));
     const at::Tensor cw = class_weights.contiguous();

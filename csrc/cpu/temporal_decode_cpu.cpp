@@ -179,7 +179,7 @@ std::tuple<at::Tensor, at::Tensor> temporal_decode_cpu(const at::Tensor& logits,
   // or every call would page-fault through it.
   at::Tensor ab = at::empty({logits.size(0), 2, logits.size(2), logits.size(3)},
                             logits.options().dtype(at::kFloat));
-  at::Tensor new_state = cpu::pooled_empty_like(logits);
+  at::Tensor new_state = cpu::pooled_empty_like(logits, at::kFloat);
   if (ab.numel() == 0) return {ab, new_state};
   const cpu::Bins bins(centres);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, logits.scalar_type(),
