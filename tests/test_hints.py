@@ -346,6 +346,22 @@ def test_cli_hint_and_palette(model_file, tmp_path):
     assert not np.array_equal(pal, plain)
 
 
+def test_cli_hint_shading(model_file, tmp_path):
+    # a lightness ramp, one hint in the lit middle: the shading (default) gives the darker part a
+    # weaker chroma than the hint's; --no-hint-shading gives it the hint's chroma as it is
+    ramp = np.tile(np.linspace(40, 220, 64).astype(np.uint8), (32, 1))
+    Image.fromarray(ramp).save(tmp_path / "ramp.png")
+    outs = {}
+    for flag in ([], ["--hint-shading"], ["--no-hint-shading"]):
+        name = flag[0][2:] if flag else "default"
+        assert main(["colorize", str(tmp_path / "ramp.png"), "-o", str(tmp_path / name), "--model", str(model_file),
+                     "--hint", "40,16,#c02020", "--hint-radius", "2", *flag]) == 0
+        rgb = torch.from_numpy(_read(tmp_path / name / "ramp.png")).permute(2, 0, 1).float()[None] / 255
+        outs[name] = color_space("lab").chroma(rgb)[0].norm(dim=0)  # (h, w) chroma magnitude
+    assert torch.equal(outs["default"], outs["hint-shading"])
+    assert outs["default"][16, 5] < outs["no-hint-shading"][16, 5] - 5
+
+
 def test_cli_hints_json(model_file, tmp_path, capsys):
     folder = tmp_path / "in"
     folder.mkdir()
