@@ -11,45 +11,50 @@ rebalancing prior being photo_prior of the scored photos, as ``evaluate
 draws (the set scored once per draw); the spread over draws is kept in the JSON.
 
 Two propagations of fastcolor.hints, sharing one mechanism (each pixel's
-distribution times a kernel around a target colour, raised to a weight), each
-tuned the same way: the photos, sorted by path, are split even/odd; a grid of
-27 settings per method is tried on the even half at N = 10 (maximising
-rebalanced AuC) and the best is reported on the odd half. Edge: radius x
-lightness_sigma x contrast_sigma, 3 x 3 x 3 (strength 4 and edge_sensitivity
-1, the values the previous grid chose); Gaussian: strength x radius, 3 x 9
-(its radii, 0.08 ... 0.64, contain the edge radii). The edge method at the
-library's defaults is reported too: the tuned sigmas with radius 0.32, not the
-tuned 0.64 (the grid's largest, again a corner), which lets a lone hint flood
-across strong lightness edges; 0.32 was chosen with the report half in view.
+distribution times a kernel around a target colour, raised to a weight; the
+shading on in both), each tuned the same way, cross-fitted: the photos,
+sorted by path, are split even/odd; each method's grid (27 settings) is tried
+on one half at N = 10 (maximising that half's rebalanced AuC, over tuning
+draws whose seeds are not the reporting seeds) and its best setting colorizes
+the other half. Every photo is so reported with a setting chosen without it;
+the headline numbers pool all the photos (the prior of all of them), and
+each fold (a half, tuned on the other, its own prior) is reported too. Edge:
+radius x lightness_sigma x contrast_sigma, 3 x 3 x 3 (strength 4,
+edge_sensitivity 1); Gaussian: strength x radius, 3 x 9 (its radii contain
+the edge radii). The edge method at the library's defaults (not tuned: radius
+0.32) and the tuned edge method without the shading (at N = 10) are reported
+too.
 
-Grid history (kept honest): a first grid, strength (2, 4, 8), radius (0.04,
-0.08, 0.16), edge_sensitivity (2.5, 5, 10) for edge and strength (2, 4, 8) x
-radius (0.03 ... 0.25) for Gaussian, put the edge optimum on the tuning half in
-a corner (8, 0.16, 2.5); its results are benchmarks/results/hints_grid1.*.
-The grid was moved once, on that tuning-half evidence, to strength (4, 8, 16)
-x radius (0.08, 0.16, 0.32) x edge_sensitivity (0.25, 1, 4): with the method
-of then (the hints' kernels multiplied, so where several hints reach a pixel
-their colours are averaged) the edge method gained +8.1 rebalanced AuC points
-at N = 10 on the report half, +2.9 over Gaussian. The method was then changed:
-the hints now compete for each pixel (their shares weigh the lightness and
-local contrast of the hint's cells against the pixel's; fastcolor.hints).
-That change was found by looking at diagnostics on both halves (the report
-half included: the sweep's numbers of the edge method are not blind), so the
-report half is no longer a clean held-out set for the design, only for the
-grid below. The Gaussian baseline keeps its mechanism (its shares are its
-falloffs, uncut: the kernels' product but for hints beyond 3 r); its radius
-grid was widened (it was 0.04 ... 0.32, optimum 0.2) to contain the edge radii.
+History (kept honest; the earlier results are in benchmarks/results/
+hints_grid1.* and hints_grid2.*): a first grid, strength (2, 4, 8), radius
+(0.04, 0.08, 0.16), edge_sensitivity (2.5, 5, 10) for edge and strength
+(2, 4, 8) x radius (0.03 ... 0.25) for Gaussian, put the edge optimum in a
+corner; it was moved once, on tuning-half evidence, to strength (4, 8, 16) x
+radius (0.08, 0.16, 0.32) x edge_sensitivity (0.25, 1, 4), with the method of
+then (the hints' kernels multiplied): +8.1 rebalanced AuC at N = 10 on the
+odd half. The hints were then made to compete for each pixel, a change found
+by looking at diagnostics on both halves (so the odd half is not a clean
+held-out set for that design); grid2 (radius (0.25, 0.4, 0.64) x
+lightness_sigma (0.05, 0.07, 0.1) x contrast_sigma (0.01, 0.02, 0.04), 3
+draws, tuned on the even half only): +9.0 on the odd half. Then the shading
+was added, and more draws and the cross-fitting; the shading and the present
+grids (the radii moved up a step and the lightness sigmas down one: 0.64 and
+0.05 were grid2's corners) were chosen looking at the even half only (its
+tuning draws): the odd fold is blind to them, the even fold (and the pooled
+score through it) is not.
 
 The network runs once per photo: the logits are kept and steered with
-fastcolor.inference.Prepared (steered and decoded exactly as Colorizer does; checked
-against Colorizer.colorize at start-up). Also timed: Colorizer.colorize of one
-256 x 256 image with 10 hints versus none (CPU, median of repeats).
+fastcolor.inference.Prepared (steered and decoded exactly as Colorizer does;
+checked against Colorizer.colorize at start-up). Also timed: Colorizer.colorize
+of one 256 x 256 image with 10 hints versus none (CPU, process time,
+interleaved repeats, medians).
 
-    python benchmarks/bench_hints.py [--data /work/photos/val] [--draws 3]
-        [--json benchmarks/results/hints.json] [--txt benchmarks/results/hints.txt]
-        [--plot docs/hints_study.png]
+    python benchmarks/bench_hints.py [--data /work/photos/val] [--draws 10]
+        [--tune-draws 5] [--threads 1] [--json benchmarks/results/hints.json]
+        [--txt benchmarks/results/hints.txt] [--plot docs/hints_study.png]
 
-Not part of CI. Photos: ``fastcolor data --out /work/photos`` (its val split).
+Not part of CI (about 25 minutes on one CPU thread of a shared machine). Photos: ``fastcolor data
+--out /work/photos`` (its val split).
 """
 
 import argparse
@@ -73,17 +78,20 @@ TUNE_N = 10
 SIZE = 256
 GRID = {
     "edge": [dict(strength=4.0, radius=r, edge_sensitivity=1.0, lightness_sigma=ls, contrast_sigma=cs)
-             for r, ls, cs in itertools.product((0.25, 0.4, 0.64), (0.05, 0.07, 0.1), (0.01, 0.02, 0.04))],
+             for r, ls, cs in itertools.product((0.32, 0.64, 1.0), (0.03, 0.05, 0.08), (0.01, 0.02, 0.04))],
     "gaussian": [dict(strength=s, radius=r)
                  for s, r in itertools.product((4.0, 8.0, 16.0),
-                                               (0.08, 0.10, 0.13, 0.16, 0.20, 0.25, 0.32, 0.40, 0.64))],
+                                               (0.10, 0.13, 0.16, 0.20, 0.25, 0.32, 0.40, 0.64, 1.0))],
 }
+FIELDS = ("propagation", "strength", "radius", "edge_sensitivity", "lightness_sigma", "contrast_sigma", "shading")
+HALVES = ("even", "odd")
 
 
-def prepare(colorizer, photo):
-    """fastcolor.inference.Prepared for a uint8 (3, S, S) photo, which it keeps as .photo."""
+def prepare(colorizer, photo, index):
+    """fastcolor.inference.Prepared for a uint8 (3, S, S) photo, which it keeps as .photo, with its index."""
     prepared = Prepared(colorizer, to_float(photo))
     prepared.photo = photo
+    prepared.index = index
     return prepared
 
 
@@ -99,19 +107,15 @@ def sample_hints(photo, n, seed):
     return hints
 
 
-def score_set(colorizer, prepared, prior, seeds, n, options):
-    """Scores of one draw per seed over the set; returns per-draw dicts."""
-    out = []
-    for seed in seeds:
-        preds = []
-        for i, p in enumerate(prepared):
-            hints = sample_hints(p.photo, max(NS), seed * 100003 + i)[:n]
-            preds.append(p.render(colorizer, hints=hints, hint_options=options))
-        pred = to_float(torch.stack(preds))
-        true = to_float(torch.stack([p.photo for p in prepared]))
-        s = evaluation.score(pred, true, prior)
-        out.append({"psnr": s["psnr"], "auc_rebalanced": 100 * s["auc_rebalanced"], "auc": 100 * s["auc"]})
-    return out
+def render_draw(colorizer, prepared, seed, n, options):
+    """uint8 (3, S, S) renders of one draw: photo i gets the first n of its 50 hints of seed, with options(i)."""
+    return [p.render(colorizer, hints=sample_hints(p.photo, max(NS), seed * 100003 + p.index)[:n],
+                     hint_options=options(p)) for p in prepared]
+
+
+def scores(preds, photos, prior):
+    s = evaluation.score(to_float(torch.stack(preds)), to_float(torch.stack(photos)), prior)
+    return {"psnr": s["psnr"], "auc_rebalanced": 100 * s["auc_rebalanced"], "auc": 100 * s["auc"]}
 
 
 def summarise(draws):
@@ -124,23 +128,63 @@ def summarise(draws):
     return res
 
 
-def time_colorize(colorizer, photo, hints, options, repeats):
-    colorizer.colorize(photo, hints=hints, hint_options=options)  # warm-up
-    ts = []
+def tune(colorizer, half, prior, seeds):
+    """{method: (best params, rows)} on one half at N = TUNE_N."""
+    out = {}
+    for prop, grid in GRID.items():
+        rows = []
+        for params in grid:
+            options = HintOptions(propagation=prop, **params)
+            draws = [scores(render_draw(colorizer, half, seed, TUNE_N, lambda p: options), [p.photo for p in half],
+                            prior) for seed in seeds]
+            s = summarise(draws)
+            rows.append({**params, "auc_rebalanced": s["auc_rebalanced"], "psnr": s["psnr"]})
+            print(f"tune {prop} {params}: rebal AuC {s['auc_rebalanced']:.2f} PSNR {s['psnr']:.2f}", file=sys.stderr)
+        top = max(rows, key=lambda r: r["auc_rebalanced"])
+        out[prop] = ({k: top[k] for k in grid[0]}, rows)
+    return out
+
+
+def sweep(colorizer, prepared, halves, priors, seeds, ns, options):
+    """Cross-fitted scores of one method: {"all": {n: summary}, "even": ..., "odd": ...}; options(p) per photo."""
+    out = {key: {} for key in ("all", *HALVES)}
+    photos = {"all": [p.photo for p in prepared], **{h: [p.photo for p in halves[h]] for h in HALVES}}
+    for n in ns:
+        draws = {key: [] for key in out}
+        for seed in seeds:
+            preds = render_draw(colorizer, prepared, seed, n, options)
+            by_index = {p.index: r for p, r in zip(prepared, preds)}
+            draws["all"].append(scores(preds, photos["all"], priors["all"]))
+            for h in HALVES:
+                draws[h].append(scores([by_index[p.index] for p in halves[h]], photos[h], priors[h]))
+        for key in out:
+            out[key][n] = summarise(draws[key])
+        print(f"N={n}: rebal AuC {out['all'][n]['auc_rebalanced']:.2f} PSNR {out['all'][n]['psnr']:.2f}",
+              file=sys.stderr)
+    return out
+
+
+def time_colorize(colorizer, photo, configs, repeats):
+    """{name: median ms} of Colorizer.colorize, process time, the configs interleaved in each repeat."""
+    for hints, options in configs.values():
+        colorizer.colorize(photo, hints=hints, hint_options=options)  # warm-up
+    times = {name: [] for name in configs}
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        colorizer.colorize(photo, hints=hints, hint_options=options)
-        ts.append(time.perf_counter() - t0)
-    return 1000 * statistics.median(ts)
+        for name, (hints, options) in configs.items():
+            t0 = time.process_time()
+            colorizer.colorize(photo, hints=hints, hint_options=options)
+            times[name].append(time.process_time() - t0)
+    return {name: 1000 * statistics.median(v) for name, v in times.items()}
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default="/work/photos/val")
     ap.add_argument("--model", default=None, help="model file (default: the bundled model)")
-    ap.add_argument("--draws", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=20, help="timing repeats")
+    ap.add_argument("--draws", type=int, default=10, help="reporting draws (seeds 0 ...)")
+    ap.add_argument("--tune-draws", type=int, default=5, help="tuning draws (seeds 1000 ...)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=15, help="timing repeats")
     ap.add_argument("--json", default="benchmarks/results/hints.json")
     ap.add_argument("--txt", default="benchmarks/results/hints.txt")
     ap.add_argument("--plot", default="docs/hints_study.png")
@@ -154,7 +198,7 @@ def main(argv=None):
     photos = [to_uint8(evaluation.square_crop(read_image(p)[0], SIZE))[0] for p in paths]
     names = [str(p.relative_to(root)) if p.is_relative_to(root) else str(p) for p in paths]
     print(f"{len(photos)} photos from {root}", file=sys.stderr)
-    prepared = [prepare(colorizer, ph) for ph in photos]
+    prepared = [prepare(colorizer, ph, i) for i, ph in enumerate(photos)]
 
     # The reuse of the logits gives what Colorizer.colorize gives.
     check_hints = sample_hints(photos[0], 10, 1)
@@ -166,62 +210,54 @@ def main(argv=None):
         assert diff <= 1, f"cached render differs from Colorizer.colorize by {diff} ({prop})"
     assert torch.equal(colorizer.colorize(photos[0]).rgb, prepared[0].render(colorizer, hints=[], hint_options=HintOptions()))
 
-    tune = [p for i, p in enumerate(prepared) if i % 2 == 0]
-    report = [p for i, p in enumerate(prepared) if i % 2 == 1]
-    prior_tune = evaluation.photo_prior(to_float(p.photo)[None] for p in tune)
-    prior_report = evaluation.photo_prior(to_float(p.photo)[None] for p in report)
+    halves = {"even": prepared[0::2], "odd": prepared[1::2]}
+    priors = {"all": evaluation.photo_prior(to_float(p.photo)[None] for p in prepared),
+              **{h: evaluation.photo_prior(to_float(p.photo)[None] for p in halves[h]) for h in HALVES}}
     seeds = list(range(args.draws))
-    tune_seeds = [1000 + s for s in seeds]  # the tuning draws are not the reporting draws
+    tune_seeds = [1000 + s for s in range(args.tune_draws)]  # the tuning draws are not the reporting draws
 
-    # Tuning on the even half, N = 10.
-    tuning, best = {}, {}
-    for prop, grid in GRID.items():
-        rows = []
-        for params in grid:
-            s = summarise(score_set(colorizer, tune, prior_tune, tune_seeds, TUNE_N,
-                                    HintOptions(propagation=prop, **params)))
-            rows.append({**params, "auc_rebalanced": s["auc_rebalanced"], "psnr": s["psnr"]})
-            print(f"tune {prop} {params}: rebal AuC {s['auc_rebalanced']:.2f} PSNR {s['psnr']:.2f}",
-                  file=sys.stderr)
-        tuning[prop] = rows
-        top = max(rows, key=lambda r: r["auc_rebalanced"])
-        best[prop] = {k: top[k] for k in grid[0]}
+    # Each half tunes the settings the other half is reported with.
+    tuning = {h: tune(colorizer, halves[h], priors[h], tune_seeds) for h in HALVES}
+    best = {h: {prop: tuning[h][prop][0] for prop in GRID} for h in HALVES}  # tuned on h
+    other = {"even": "odd", "odd": "even"}
     print(f"best: {best}", file=sys.stderr)
 
-    # The sweep on the odd half.
-    methods = {"edge": HintOptions(propagation="edge", **best["edge"]),
-               "gaussian": HintOptions(propagation="gaussian", **best["gaussian"]),
-               "edge_defaults": HintOptions(propagation="edge")}
-    sweep = {"none": summarise(score_set(colorizer, report, prior_report, seeds, 0, HintOptions()))}
-    for name, opts in methods.items():
-        sweep[name] = {}
-        for n in NS:
-            sweep[name][n] = sweep["none"] if n == 0 else summarise(
-                score_set(colorizer, report, prior_report, seeds, n, opts))
-            print(f"{name} N={n}: rebal AuC {sweep[name][n]['auc_rebalanced']:.2f} "
-                  f"PSNR {sweep[name][n]['psnr']:.2f}", file=sys.stderr)
+    def tuned(prop, **extra):
+        table = {h: HintOptions(propagation=prop, **{**best[other[h]][prop], **extra}) for h in HALVES}
+        return lambda p: table[HALVES[p.index % 2]]
+
+    defaults = HintOptions()
+    methods = {"edge": (tuned("edge"), NS), "gaussian": (tuned("gaussian"), NS),
+               "edge_defaults": (lambda p: defaults, NS), "edge_no_shading": (tuned("edge", shading=False), (TUNE_N,))}
+    results = {"none": sweep(colorizer, prepared, halves, priors, seeds, (0,), lambda p: defaults)}
+    for name, (options, ns) in methods.items():
+        print(name, file=sys.stderr)
+        results[name] = sweep(colorizer, prepared, halves, priors, seeds, [n for n in ns if n], options)
+        for key in results[name]:
+            results[name][key] = {0: results["none"][key][0], **results[name][key]}
 
     # Time per image, Colorizer.colorize end to end on one 256 x 256 photo.
-    timing_photo = report[0].photo
+    timing_photo = photos[1]
     hints10 = sample_hints(timing_photo, 10, 7)
-    timing = {"none_ms": time_colorize(colorizer, timing_photo, None, None, args.repeats)}
-    for name in ("edge", "gaussian"):
-        timing[f"{name}_10_ms"] = time_colorize(colorizer, timing_photo, hints10, methods[name], args.repeats)
-    timing["edge_defaults_10_ms"] = time_colorize(colorizer, timing_photo, hints10, methods["edge_defaults"],
-                                                  args.repeats)
+    timing = time_colorize(colorizer, timing_photo, {
+        "none_ms": (None, None),
+        "edge_10_ms": (hints10, HintOptions(propagation="edge", **best["even"]["edge"])),
+        "gaussian_10_ms": (hints10, HintOptions(propagation="gaussian", **best["even"]["gaussian"])),
+        "edge_defaults_10_ms": (hints10, defaults)}, args.repeats)
 
     result = {
-        "data": str(root), "photos": len(photos), "tune_photos": [n for i, n in enumerate(names) if i % 2 == 0],
-        "report_photos": [n for i, n in enumerate(names) if i % 2 == 1], "size": SIZE, "ns": list(NS),
-        "draws": args.draws, "report_seeds": seeds, "tune_seeds": tune_seeds, "tune_n": TUNE_N,
-        "model": str(colorizer.path), "temperature": colorizer.temperature, "prior": "data (of the scored half)",
-        "grid": GRID, "tuning": tuning, "best": best,
-        "methods": {k: {f: getattr(v, f) for f in ("propagation", "strength", "radius", "edge_sensitivity",
-                                                    "lightness_sigma", "contrast_sigma")}
-                    for k, v in methods.items()},
-        "sweep": {k: (v if k == "none" else {str(n): s for n, s in v.items()}) for k, v in sweep.items()},
+        "data": str(root), "photos": len(photos), "halves": {h: names[i::2] for i, h in enumerate(HALVES)},
+        "size": SIZE, "ns": list(NS), "draws": args.draws, "report_seeds": seeds, "tune_seeds": tune_seeds,
+        "tune_n": TUNE_N, "model": str(colorizer.path), "temperature": colorizer.temperature,
+        "prior": "data (of the scored photos: all of them, or the fold's half)",
+        "protocol": "cross-fitted: each half reported with the settings tuned on the other half",
+        "grid": GRID, "tuning": {h: {prop: tuning[h][prop][1] for prop in GRID} for h in HALVES},
+        "best_tuned_on": best, "defaults": {f: getattr(defaults, f) for f in FIELDS},
+        "sweep": {name: {key: {str(n): s for n, s in v.items()} for key, v in res.items()}
+                  for name, res in results.items()},
         "timing_cpu": {**timing, "threads": args.threads, "repeats": args.repeats, "image": f"{SIZE}x{SIZE}",
-                       "cpu": platform.processor() or platform.machine()},
+                       "clock": "process time, interleaved repeats, medians", "hints": "edge and gaussian as tuned "
+                       "on the even half", "cpu": platform.processor() or platform.machine()},
         "torch": torch.__version__, "seconds": round(time.time() - t_start, 1),
     }
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
@@ -234,26 +270,41 @@ def main(argv=None):
 
 
 def table(r):
-    lines = [f"Hints study: {len(r['report_photos'])} report photos of {r['data']} (tuned on "
-             f"{len(r['tune_photos'])} others at N = {r['tune_n']}), {r['draws']} draws, {r['size']}x{r['size']}, "
-             f"T = {r['temperature']:g}, rebalanced with the prior of the scored photos",
-             "tuned: " + "; ".join(f"{k}: " + ", ".join(f"{a}={b:g}" for a, b in v.items())
-                                   for k, v in r["best"].items()),
-             "", f"{'N':>3}  " + "  ".join(f"{m + ' AuC-rb':>22} {m + ' PSNR':>20}"
-                                           for m in ("edge", "gaussian", "edge_defaults"))]
+    def fmt(params):
+        return ", ".join(f"{a}={b}" if isinstance(b, bool) else f"{a}={b:g}" for a, b in params.items())
+
+    sw = r["sweep"]
+    lines = [f"Hints study: {r['photos']} photos of {r['data']}, {r['size']}x{r['size']}, T = {r['temperature']:g}, "
+             f"{r['draws']} draws; cross-fitted: each half reported with the settings tuned on the other half "
+             f"(N = {r['tune_n']}, {len(r['tune_seeds'])} tuning draws); rebalanced with the prior of the scored photos"]
+    for h in HALVES:
+        lines.append(f"tuned on the {h} half: " + "; ".join(f"{k}: {fmt(v)}" for k, v in r["best_tuned_on"][h].items()))
+    lines.append("defaults: " + fmt({k: v for k, v in r["defaults"].items() if k != "propagation"}))
+    cols = ("edge", "gaussian", "edge_defaults")
+    lines += ["", f"All {r['photos']} photos (pooled; mean ± std over draws):",
+              f"{'N':>3}  " + "  ".join(f"{m + ' AuC-rb':>22} {m + ' PSNR':>20}" for m in cols)]
     for n in r["ns"]:
         cells = []
-        for m in ("edge", "gaussian", "edge_defaults"):
-            s = r["sweep"][m][str(n)]
+        for m in cols:
+            s = sw[m]["all"][str(n)]
             cells.append(f"{s['auc_rebalanced']:>16.2f} ±{s['auc_rebalanced_std']:4.2f} "
                          f"{s['psnr']:>14.2f} ±{s['psnr_std']:4.2f}")
         lines.append(f"{n:>3}  " + "  ".join(cells))
-    s0, e10, g10 = r["sweep"]["none"], r["sweep"]["edge"]["10"], r["sweep"]["gaussian"]["10"]
-    lines += ["", f"at N = 10: edge {e10['auc_rebalanced'] - s0['auc_rebalanced']:+.2f} points of rebalanced AuC "
-                  f"over no hints (target >= +10), {e10['auc_rebalanced'] - g10['auc_rebalanced']:+.2f} over "
-                  f"gaussian (target >= +2); gaussian {g10['auc_rebalanced'] - s0['auc_rebalanced']:+.2f} over "
-                  "no hints",
-              "time per image (Colorizer.colorize, CPU, {threads} threads, {image}): none {none_ms:.1f} ms, "
+    lines += ["", "At N = 10, rebalanced AuC points over no hints (edge: target >= +10; edge - gaussian: target >= +2):",
+              f"{'scored on':<34} {'edge':>7} {'gaussian':>9} {'edge-gauss':>11} {'edge defaults':>14} "
+              f"{'edge no shading':>16}"]
+    for key, label in (("all", f"all {r['photos']} photos (headline)"),
+                       ("odd", "odd half (tuned on the even)"), ("even", "even half (tuned on the odd)")):
+        s0 = sw["none"][key]["0"]["auc_rebalanced"]
+        g = {m: sw[m][key]["10"]["auc_rebalanced"] - s0 for m in ("edge", "gaussian", "edge_defaults", "edge_no_shading")}
+        lines.append(f"{label:<34} {g['edge']:>+7.2f} {g['gaussian']:>+9.2f} {g['edge'] - g['gaussian']:>+11.2f} "
+                     f"{g['edge_defaults']:>+14.2f} {g['edge_no_shading']:>+16.2f}")
+    e = sw["edge"]["all"]["10"]["draws"]
+    n0 = sw["none"]["all"]["0"]["auc_rebalanced"]
+    gains = [d["auc_rebalanced"] - n0 for d in e]
+    lines += [f"edge gain over the draws (all photos): min {min(gains):+.2f}, max {max(gains):+.2f}, "
+              f"standard error of the mean {statistics.stdev(gains) / len(gains) ** 0.5:.2f}",
+              "time per image (Colorizer.colorize, CPU {threads} thread(s), {image}, {clock}): none {none_ms:.1f} ms, "
               "10 hints edge {edge_10_ms:.1f} ms, gaussian {gaussian_10_ms:.1f} ms, "
               "edge at defaults {edge_defaults_10_ms:.1f} ms".format(**r["timing_cpu"]), ""]
     return "\n".join(lines)
@@ -271,10 +322,10 @@ def plot(r, path):
     for ax, key, label in zip(axes, ("auc_rebalanced", "psnr"), ("rebalanced AuC (%)", "PSNR (dB)")):
         for m, (name, colour, ls, marker) in style.items():
             ns = r["ns"]
-            ys = [r["sweep"][m][str(n)][key] for n in ns]
-            es = [r["sweep"][m][str(n)][key + "_std"] for n in ns]
+            ys = [r["sweep"][m]["all"][str(n)][key] for n in ns]
+            es = [r["sweep"][m]["all"][str(n)][key + "_std"] for n in ns]
             ax.errorbar(ns, ys, yerr=es, label=name, color=colour, ls=ls, marker=marker, capsize=2)
-        ax.axhline(r["sweep"]["none"][key], color="gray", lw=0.8, ls="--", label="no hints")
+        ax.axhline(r["sweep"]["none"]["all"]["0"][key], color="gray", lw=0.8, ls="--", label="no hints")
         ax.set_xscale("symlog", linthresh=1)
         ax.set_xlim(-0.15, 65)
         ax.set_xticks(r["ns"])
@@ -283,8 +334,8 @@ def plot(r, path):
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.suptitle(f"Hints on {len(r['report_photos'])} held-out validation photos "
-                 f"(mean over {r['draws']} draws)", fontsize=10)
+    fig.suptitle(f"Hints on the {r['photos']} validation photos, each half tuned on the other "
+                 f"(mean ± std over {r['draws']} draws)", fontsize=10)
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

@@ -28,7 +28,7 @@ import torch
 from . import __version__
 from .atomic import write_bytes_atomic
 from .errors import UsageError, run
-from .hint_args import hint_arg, palette_arg, positive_float_arg
+from .hint_args import add_falloff_arguments, hint_arg, palette_arg, positive_float_arg
 from .ops.backend import BACKENDS
 
 __all__ = ["main"]
@@ -379,8 +379,7 @@ def build_parser():
     p.add_argument("--propagation", choices=("edge", "gaussian"), default="edge",
                    help="how far a hint reaches: edge = stops at lightness edges (default); gaussian = "
                         "plain distance falloff")
-    p.add_argument("--hint-radius", type=positive_float_arg, metavar="R",
-                   help="hint falloff scale, a fraction of the image's shorter side (0.08)")
+    add_falloff_arguments(p)  # --hint-radius, --hint-shading/--no-hint-shading
     p.add_argument("--palette", type=palette_arg, metavar="COLOURS|IMAGE",
                    help='"#RRGGBB,#RRGGBB,..." or an image to take its 8 most frequent colours from: '
                         "restricts (or with --palette-mode bias, pulls) every pixel's colour to them")

@@ -1,12 +1,12 @@
 """The colorize command's hint and palette options (fastcolor.hints on the command line):
 --hint X,Y,#RRGGBB, --hints FILE.json, --palette, --palette-mode, --palette-distance,
---propagation, --hint-radius."""
+--propagation, --hint-radius, --hint-shading/--no-hint-shading."""
 
 import argparse
 
-from .hints import Hint, HintOptions, Palette, as_hints
+from .hints import DEFAULT_RADIUS, Hint, HintOptions, Palette, as_hints
 
-__all__ = ["hint_arg", "palette_arg", "positive_float_arg", "steering_from_args"]
+__all__ = ["add_falloff_arguments", "hint_arg", "palette_arg", "positive_float_arg", "steering_from_args"]
 
 
 def positive_float_arg(text):
@@ -37,6 +37,15 @@ def palette_arg(text):
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return text
+
+
+def add_falloff_arguments(parser):
+    """--hint-radius and --hint-shading/--no-hint-shading (fastcolor.hints.HintOptions radius, shading)."""
+    parser.add_argument("--hint-radius", type=positive_float_arg, metavar="R",
+                        help=f"hint falloff scale, a fraction of the image's shorter side ({DEFAULT_RADIUS:g})")
+    parser.add_argument("--hint-shading", action=argparse.BooleanOptionalAction, default=None,
+                        help="the hinted colour follows the photo's shading: weaker chroma where the hinted "
+                             "region is darker than at the hint, stronger where lighter (default: on)")
 
 
 def steering_from_args(args, items):
@@ -81,6 +90,6 @@ def steering_from_args(args, items):
     palette = None
     if args.palette is not None:
         palette = Palette.parse(args.palette, mode=args.palette_mode or "restrict", distance=args.palette_distance)
-    options = HintOptions(propagation=args.propagation, **({} if args.hint_radius is None
-                                                           else {"radius": args.hint_radius}))
+    chosen = {"radius": args.hint_radius, "shading": args.hint_shading}
+    options = HintOptions(propagation=args.propagation, **{k: v for k, v in chosen.items() if v is not None})
     return hints, palette, options

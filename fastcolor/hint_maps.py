@@ -11,7 +11,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-__all__ = ["CONTRAST_WINDOW", "CUTOFF", "check_inside", "local_contrast", "weight_maps"]
+__all__ = ["CONTRAST_WINDOW", "CUTOFF", "check_inside", "local_contrast", "seed_cells", "seed_lightness", "weight_maps"]
 
 CUTOFF = 3.0  # w = 0 beyond 3 r
 CONTRAST_WINDOW = 5  # local contrast averaged over 5 x 5 cells
@@ -83,6 +83,28 @@ def _geodesic(seeds, light, size, options):
     return d
 
 
+def seed_cells(hints, size, grid):
+    """(K, gh, gw) bool: each hint's seed cells, the cells of the grid its
+    point or stroke passes through (within half a cell diagonal of a cell
+    centre; at least the nearest cell)."""
+    return _seeds(_polyline_distances(hints, size, grid), size, grid) < float("inf")
+
+
+def _seeds(d, size, grid):
+    """Seed distances from the Euclidean distances d (K, gh, gw): d on the seed cells, inf elsewhere."""
+    ys, xs = _grid_geometry(size, grid)
+    half_diag = 0.5 * math.hypot(float(ys[1] - ys[0]) if grid[0] > 1 else 0.0,
+                                 float(xs[1] - xs[0]) if grid[1] > 1 else 0.0) + 1e-6
+    nearest = d <= d.flatten(1).amin(1)[:, None, None]
+    return torch.where((d <= half_diag) | nearest, d, float("inf"))
+
+
+def seed_lightness(hints, light, size):
+    """(K,) the mean lightness of each hint's seed cells on the grid of light (gh, gw)."""
+    cells = seed_cells(hints, size, tuple(light.shape)).float()
+    return (cells * light.float()[None]).flatten(1).sum(1) / cells.flatten(1).sum(1)
+
+
 def check_inside(hints, size):
     """ValueError naming the first hint with a point outside an (H, W) image."""
     H, W = size
@@ -116,10 +138,7 @@ def weight_maps(hints, light, size, options, contrast=None):
     d = _polyline_distances(hints, size, grid)
     match = torch.zeros(len(hints), *grid)
     if options.propagation == "edge":
-        ys, xs = _grid_geometry(size, grid)
-        half_diag = 0.5 * math.hypot(float(ys[1] - ys[0]) if grid[0] > 1 else 0.0,
-                                     float(xs[1] - xs[0]) if grid[1] > 1 else 0.0) + 1e-6
-        seeds = torch.where(d <= half_diag, d, float("inf"))
+        seeds = _seeds(d, size, grid)
         d = _geodesic(seeds, light.float(), size, options)
         match = _seed_mismatch(seeds, light.float(), contrast, options)
     r = options.radius

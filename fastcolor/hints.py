@@ -12,14 +12,26 @@ to that weight:
 
 done in log space: z_q(x) += W(x) * (-|c_q - t(x)|^2 / 2 s^2). With
 
-    W(x) = sum_k w_k(x),   t(x) = sum_k pi_k(x) ab_k,
+    W(x) = sum_k w_k(x),   t(x) = sum_k pi_k(x) rho_k(x) ab_k,
 
-w_k the falloff of hint k (below) and pi_k(x) its share of the pixel (the
-hints compete for each pixel; weights summing to 1). When the shares are
+w_k the falloff of hint k (below), pi_k(x) its share of the pixel (the
+hints compete for each pixel; weights summing to 1) and rho_k(x) its
+shading factor (below; 1 with ``shading=False``). When the shares are
 proportional to the falloffs (the Gaussian propagation) this is the product
-of one kernel per hint, exp(-|c_q - ab_k|^2 / 2 s^2) ^ w_k(x). The annealed
-mean then decodes at the temperature T as usual. No retraining: any
+of one kernel per hint, exp(-|c_q - rho_k ab_k|^2 / 2 s^2) ^ w_k(x). The
+annealed mean then decodes at the temperature T as usual. No retraining: any
 classification model works; an L2 model has no distribution (ValueError).
+
+Shading (``shading=True``, the default, both propagations): the hinted
+chroma follows the lightness as under a change of illumination. Scaling a
+surface colour's XYZ by s scales L* + 16, a* and b* by the same s^(1/3)
+(and Y', U, V alike), so
+
+    rho_k(x) = (L(x) + 16) / (L_k + 16)   (Lab; Y(x) / Y_k in YUV),
+
+L_k the mean lightness of the hint's seed cells (below), kept in [1/2, 2]:
+the hinted cell gets the hint's chroma, a shaded part of the same object a
+proportionally weaker one, a lit part a stronger one.
 
     colorizer.colorize("photo.jpg", hints=[(120, 80, "#2e8b57"),
                                            Hint.stroke([(10, 10), (60, 12)], "#cc2222")],
@@ -27,9 +39,10 @@ classification model works; an L2 model has no distribution (ValueError).
 
 Hint colours: sRGB hex ("#RRGGBB"); the chroma used is the hex colour's own
 chroma (a*b* of its Lab, or UV of its YUV), at the hex colour's own
-lightness. The output keeps the photo's lightness, so a hint sets the hue
-and saturation of a region, not its brightness: "#2e8b57" on a bright patch
-gives a light green.
+lightness, on the cells the hint lies on (times rho_k elsewhere). The
+output keeps the photo's lightness, so a hint sets the hue and saturation
+of a region, not its brightness: "#2e8b57" on a bright patch gives a light
+green.
 
 Coordinates: pixels of the image as displayed (after EXIF rotation), x to
 the right in [0, W), y down in [0, H); pixel (x, y) covers [x, x+1) x [y, y+1).
@@ -89,10 +102,10 @@ import re
 import torch
 import torch.nn.functional as F
 
-from .hint_maps import CUTOFF, check_inside, local_contrast, weight_maps
+from .hint_maps import CUTOFF, check_inside, local_contrast, seed_lightness, weight_maps
 
 __all__ = ["CUTOFF", "Hint", "HintOptions", "Palette", "PROPAGATIONS", "PALETTE_MODES", "parse_color", "as_hints", "check_inside",
-           "local_contrast", "project_to_palette", "steer_logits", "weight_maps"]
+           "local_contrast", "project_to_palette", "shading_ratio", "steer_logits", "weight_maps"]
 
 PROPAGATIONS = ("edge", "gaussian")
 PALETTE_MODES = ("restrict", "bias")
@@ -108,6 +121,9 @@ DEFAULT_SIGMA_FACTOR = 2.0  # kernel width s = 2 x codebook.default_sigma (10 a*
 DEFAULT_PALETTE_DISTANCE_FACTOR = 3.0  # restrict distance = 3 x default_sigma (15 a*b* units)
 DEFAULT_PALETTE_SIZE = 8  # colours taken from a palette image
 MAX_GRID = 64  # weight maps are computed on at most 64 x 64 cells
+# shading: chroma proportional to lightness + offset (L* + 16 in Lab, Y in YUV), the ratio kept in [1/2, 2]
+SHADING_OFFSET = {"lab": 16.0, "yuv": 0.0}
+SHADING_RANGE = (0.5, 2.0)
 MASKED = -1e30  # logit of a bin a palette excludes: exp underflows to exactly 0 at any T
 
 
@@ -233,6 +249,9 @@ class HintOptions:
         the hint whose cells match a pixel's lightness [0.05] and local
         contrast [0.02] (normalised lightness units; 0: no preference).
         The Gaussian propagation ignores them.
+    shading: the hinted chroma follows the lightness, as under a change of
+        illumination (shading_ratio) [True]; False: every pixel gets the
+        hint's chroma as it is.
     sigma: kernel width s in chroma units [None: 2 x codebook.default_sigma,
         10 a*b* units for zhang313]; the effective width at the hint point
         is s / sqrt(strength).
@@ -245,10 +264,13 @@ class HintOptions:
     lightness_sigma: float = DEFAULT_LIGHTNESS_SIGMA
     contrast_sigma: float = DEFAULT_CONTRAST_SIGMA
     sigma: float | None = None
+    shading: bool = True
 
     def __post_init__(self):
         if self.propagation not in PROPAGATIONS:
             raise ValueError(f"propagation must be one of {PROPAGATIONS}, got {self.propagation!r}")
+        if not isinstance(self.shading, bool):
+            raise ValueError(f"hint option shading must be True or False, got {self.shading!r}")
         for name, positive in (("strength", False), ("radius", True), ("edge_sensitivity", False),
                                ("lightness_sigma", False), ("contrast_sigma", False), ("sigma", True)):
             value = getattr(self, name)
@@ -376,11 +398,27 @@ def project_to_palette(chroma, targets, distance):
     return torch.where((dn > distance)[:, None], centre + (chroma - centre) * scale, chroma)
 
 
+def shading_ratio(light, hint_light, space):
+    """(K, gh, gw) the factor rho_k(x) of hint k's chroma at each cell:
+    (L(x) + o) / (L_k + o), kept in SHADING_RANGE. light: (gh, gw) and
+    hint_light: (K,) network-input lightness ((L - light_offset) /
+    light_scale of the colour space ``space``); o = SHADING_OFFSET (16 for
+    L*, 0 for Y). Scaling a colour's XYZ by s scales L* + 16, a* and b* alike
+    (by s^(1/3)), and Y', U, V alike; so a shaded part of the hinted object
+    gets a proportionally weaker chroma, a lit part a stronger one."""
+    offset = SHADING_OFFSET.get(space.name, 0.0)
+    lx = light.float() * space.light_scale + space.light_offset + offset
+    lk = hint_light.float() * space.light_scale + space.light_offset + offset
+    ratio = lx[None] / lk.clamp_min(1e-6)[:, None, None]
+    return ratio.clamp(*SHADING_RANGE)
+
+
 def steer_logits(logits, light, sizes, hints, palette, codebook, options, palette_chroma=None):
     """The logits with hints and a palette applied (a new tensor).
 
-    logits: (N, Q, h, w) float32; light: (N, 1, *) network-input lightness
-    normalised to [0, 1]; sizes: [(H, W)] of each displayed image; hints: a
+    logits: (N, Q, h, w) float32; light: (N, 1, *) the network input
+    (lightness normalised by the colour space: (L - light_offset) /
+    light_scale, L*/100 - 0.5 in Lab); sizes: [(H, W)] of each displayed image; hints: a
     list (per image) of lists of Hints; palette: a Palette or None.
     """
     from .color.spaces import color_space
@@ -400,6 +438,8 @@ def steer_logits(logits, light, sizes, hints, palette, codebook, options, palett
         wm, shares = weight_maps(image_hints, lg, sizes[i], options, contrast)  # (K, gh, gw) each
         targets = _rgb_chroma([hint.color for hint in image_hints], space)  # (K, 2)
         weight = wm.sum(0)[None]  # (1, gh, gw): W
+        if options.shading:
+            shares = shares * shading_ratio(lg, seed_lightness(image_hints, lg, sizes[i]), space)
         target = torch.einsum("khw,kc->chw", shares, targets)  # (2, gh, gw): t
         if grid != (h, w):
             up = F.interpolate(torch.cat([weight, target])[None], size=(h, w), mode="bilinear", align_corners=False)[0]

@@ -10,7 +10,9 @@ from PIL import Image
 from fastcolor import Codebook
 from fastcolor.cli import main
 from fastcolor.color.spaces import color_space
-from fastcolor.hints import Hint, HintOptions, Palette, local_contrast, project_to_palette, steer_logits, weight_maps
+from fastcolor.hint_maps import seed_lightness
+from fastcolor.hints import (Hint, HintOptions, Palette, local_contrast, project_to_palette, shading_ratio, steer_logits,
+                             weight_maps)
 from fastcolor.inference import Colorizer
 from fastcolor.models import Regression, build_model
 
@@ -134,22 +136,80 @@ def test_edge_shares_follow_local_contrast():
     assert shares0[1][:, 20:].min() > 0.5  # without the contrast term, to the nearer flat-region hint
 
 
-def test_gaussian_is_the_product_of_kernels():
-    # shares = falloffs (all hints within 3 r): p <- p * prod_k K_k ^ w_k, renormalised
+@pytest.mark.parametrize("shading", [False, True])
+def test_gaussian_is_the_product_of_kernels(shading):
+    # shares = falloffs (all hints within 3 r): p <- p * prod_k K_k ^ w_k, renormalised, the kernel of
+    # hint k centred on its chroma times its shading factor rho_k at the cell (1 without shading)
     codebook = Codebook.zhang313()
     g = torch.Generator().manual_seed(11)
     logits = torch.randn(1, len(codebook), 12, 18, generator=g) * 3
-    light = torch.rand(1, 1, 48, 72, generator=g)
+    light = torch.rand(1, 1, 48, 72, generator=g) - 0.5
     hints = [Hint.point(5, 7, "#c02020"), Hint.point(40, 30, "#2040d0", strength=2.5),
              Hint.stroke([(60, 5), (70, 40)], "#20a020")]
-    options = HintOptions("gaussian", radius=1.0)
+    options = HintOptions("gaussian", radius=1.0, shading=shading)
     steered = steer_logits(logits, light, [(48, 72)], [hints], None, codebook, options)
     lg = torch.nn.functional.interpolate(light, size=(12, 18), mode="area")[0, 0]
     w, _ = weight_maps(hints, lg, (48, 72), options)
     ab = torch.stack([_ab("#c02020"), _ab("#2040d0"), _ab("#20a020")])
-    lk = -torch.cdist(ab.double(), codebook.centres.double()).pow(2) / (2 * options.kernel_sigma(codebook) ** 2)
-    expected = logits.double() + torch.einsum("khw,kq->qhw", w.double(), lk)[None]
+    rho = shading_ratio(lg, seed_lightness(hints, lg, (48, 72)), color_space("lab")) if shading else torch.ones(3, 12, 18)
+    assert (rho != 1).any() == shading
+    target = (rho[:, None] * ab[:, :, None, None]).double()  # (K, 2, h, w)
+    sq = (codebook.centres.double()[None, :, :, None, None] - target[:, None]).pow(2).sum(2)  # (K, Q, h, w)
+    lk = -sq / (2 * options.kernel_sigma(codebook) ** 2)
+    expected = logits.double() + (w.double()[:, None] * lk).sum(0)[None]
     assert torch.allclose(torch.softmax(steered.double(), 1), torch.softmax(expected, 1), atol=1e-5)
+
+
+def _srgb(linear):
+    return torch.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear.clamp_min(0) ** (1 / 2.4) - 0.055)
+
+
+@pytest.mark.parametrize("name", ["lab", "yuv"])
+def test_shading_ratio_is_the_chroma_change_under_illumination(name):
+    # a surface colour lit s times less (linear RGB times s): its chroma changes by the ratio the
+    # lightness gives, (L* + 16) / (L*_k + 16) in Lab (exact on the cube-root branch); Y'/Y'_k in YUV
+    # for the gamma-encoded colour times s
+    space = color_space(name)
+    linear = torch.tensor([0.5, 0.2, 0.06])
+    if name == "lab":
+        scales = torch.tensor([1.0, 0.7, 0.45, 0.3])  # chroma ratio s^(1/3): 0.67 at 0.3
+        rgb = _srgb(scales[:, None] * linear[None])
+    else:
+        scales = torch.tensor([1.0, 0.8, 0.6])  # chroma ratio s (within [1/2, 2])
+        rgb = scales[:, None] * _srgb(linear)[None]
+    light, chroma = space.split(rgb.t()[None, :, :, None])  # (1, 1, 4, 1), (1, 2, 4, 1)
+    x = space.normalize_light(light)[0, 0]  # (4, 1): the network input's lightness
+    rho = shading_ratio(x, x[:1, 0], space)[0]  # the lit colour as the hint
+    expected = chroma[0, :, :, 0] / chroma[0, :, :1, 0]  # (2, S): each chroma component's ratio
+    assert torch.allclose(rho[:, 0][None].expand(2, -1), expected, rtol=1e-3), (rho[:, 0], expected)
+    assert rho[-1, 0] < 0.75
+    # kept within [1/2, 2]
+    assert torch.allclose(shading_ratio(torch.tensor([[-0.5, 0.5]]), torch.tensor([0.0]), space)[0],
+                          torch.tensor([[0.5, 2.0]]) if name == "yuv" else torch.tensor([[0.5, 116 / 66]]))
+
+
+@pytest.mark.parametrize("shading", [True, False])
+def test_hint_fills_a_shaded_region(shading):
+    # a lightness ramp (one object, lit from the right) and nothing else; uniform predicted
+    # distribution: with a strong, wide hint the steered mean chroma is the target, the hint's a*b*
+    # times (L* + 16) / (L*_k + 16) across the ramp (the hint's own cell: its a*b*), or its a*b* as it is
+    codebook = Codebook.zhang313()
+    h, w = 8, 32
+    lstar = torch.linspace(35, 75, w).expand(h, w)
+    light = ((lstar - 50) / 100)[None, None]
+    logits = torch.zeros(1, len(codebook), h, w)
+    colour = "#b04a30"
+    options = HintOptions(radius=10.0, edge_sensitivity=0.0, shading=shading)
+    steered = steer_logits(logits, light, [(h, w)], [[Hint.point(16, 4, colour)]], None, codebook, options)
+    p = torch.softmax(steered.double(), 1)[0]
+    mean = torch.einsum("qhw,qc->chw", p, codebook.centres.double())  # (2, h, w)
+    ab = _ab(colour).double()
+    if shading:
+        rho = (lstar.double() + 16) / (float(lstar[4, 16]) + 16)
+        assert rho[0, 0] < 0.85 and rho[0, -1] > 1.15
+    else:
+        rho = torch.ones(h, w, dtype=torch.float64)
+    assert (mean - rho[None] * ab[:, None, None]).norm(dim=0).max() < 1.0
 
 
 def test_palette_restrict_guarantee(colorizer):
@@ -224,6 +284,8 @@ def test_bad_options(colorizer):
         HintOptions(propagation="diffuse")
     with pytest.raises(ValueError, match="radius"):
         HintOptions(radius=0)
+    with pytest.raises(ValueError, match="shading must be True or False"):
+        HintOptions(shading="yes")
     with pytest.raises(ValueError, match="palette mode"):
         Palette(["#ff0000"], mode="only")
     with pytest.raises(ValueError, match="one list of hints per image"):
@@ -282,6 +344,22 @@ def test_cli_hint_and_palette(model_file, tmp_path):
                  "--palette", "#c02020,#2040d0", "--propagation", "gaussian"]) == 0
     pal = _read(tmp_path / "pal" / "a.png")
     assert not np.array_equal(pal, plain)
+
+
+def test_cli_hint_shading(model_file, tmp_path):
+    # a lightness ramp, one hint in the lit middle: the shading (default) gives the darker part a
+    # weaker chroma than the hint's; --no-hint-shading gives it the hint's chroma as it is
+    ramp = np.tile(np.linspace(40, 220, 64).astype(np.uint8), (32, 1))
+    Image.fromarray(ramp).save(tmp_path / "ramp.png")
+    outs = {}
+    for flag in ([], ["--hint-shading"], ["--no-hint-shading"]):
+        name = flag[0][2:] if flag else "default"
+        assert main(["colorize", str(tmp_path / "ramp.png"), "-o", str(tmp_path / name), "--model", str(model_file),
+                     "--hint", "40,16,#c02020", "--hint-radius", "2", *flag]) == 0
+        rgb = torch.from_numpy(_read(tmp_path / name / "ramp.png")).permute(2, 0, 1).float()[None] / 255
+        outs[name] = color_space("lab").chroma(rgb)[0].norm(dim=0)  # (h, w) chroma magnitude
+    assert torch.equal(outs["default"], outs["hint-shading"])
+    assert outs["default"][16, 5] < outs["no-hint-shading"][16, 5] - 5
 
 
 def test_cli_hints_json(model_file, tmp_path, capsys):
