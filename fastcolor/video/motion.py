@@ -49,10 +49,11 @@ def light_levels(x, size=None):
     """Network input lightness (1, S, S) (normalised: in [-0.5, 0.5] in both
     colour spaces) -> uint8 (S, S) gray levels for OpenCV; (size, size) when
     size is given and smaller (area averaging)."""
-    gray = ((x[0].float() + 0.5) * 255).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+    gray = np.ascontiguousarray(x[0].detach().to("cpu", torch.float32).numpy())
     if size is not None and size < min(gray.shape):
         gray = cv2.resize(gray, (size, size), interpolation=cv2.INTER_AREA)
-    return gray
+    # On the small grid, in numpy: a few thousand values, not worth a parallel region each.
+    return np.clip(np.rint((gray + 0.5) * 255), 0, 255).astype(np.uint8)
 
 
 def histogram_distance(a, b):
@@ -118,6 +119,9 @@ class Motion:
         float 0/1): the flow averaged over each cell, the reliability min-pooled."""
         h, w = size
         s_h, s_w = flow.shape[:2]
+        if (s_h, s_w) == (h, w):  # the flow grid is the logits' grid (the default for the bundled model)
+            return torch.from_numpy(np.ascontiguousarray(flow, dtype=np.float32)), \
+                torch.from_numpy(reliable.astype(np.float32))[None, None]
         if s_h % h == 0 and s_w % w == 0:  # whole cells (256 -> 64): plain block reductions
             k_h, k_w = s_h // h, s_w // w
             f = flow.reshape(h, k_h, w, k_w, 2).mean(axis=(1, 3)) / np.float32([k_w, k_h])
