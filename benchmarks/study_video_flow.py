@@ -42,7 +42,8 @@ VARIANTS = {
     "tolerance_scale 4": {"tolerance_scale": 4},
     "no cap (tolerance_max 1000)": {"tolerance_max": 1000},
     "flow_size 128": {"flow_size": 128},
-    "flow_size 128, fixed tolerance 10 (before)": {"flow_size": 128, "tolerance_scale": 0},
+    "flow_size 128, DIS medium, fixed tolerance 10 (before)": {"flow_size": 128, "preset": "medium",
+                                                               "tolerance_scale": 0},
     "flow_size 256 (the input)": {"flow_size": None},
     "keep 0.8": {"keep": 0.8},
     "keep 0.95": {"keep": 0.95},
@@ -50,7 +51,8 @@ VARIANTS = {
     "sharpness 2": {"sharpness": 2},
     "photometric 6": {"photometric": 6},
     "photometric 24": {"photometric": 24},
-    "DIS preset fast": {"preset": "fast"},
+    "DIS preset medium": {"preset": "medium"},
+    "DIS preset ultrafast": {"preset": "ultrafast"},
 }
 
 

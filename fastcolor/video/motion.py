@@ -92,7 +92,7 @@ class Motion:
     reliable pixel after warping. preset: DIS preset ("ultrafast", "fast",
     "medium")."""
 
-    def __init__(self, photometric=12.0, preset="medium"):
+    def __init__(self, photometric=12.0, preset="fast"):
         if preset not in DIS_PRESETS:
             raise ValueError(f"unknown DIS preset {preset!r}; choose one of {sorted(DIS_PRESETS)}")
         self.photometric = float(photometric)

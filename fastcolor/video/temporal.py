@@ -82,7 +82,7 @@ class FlowOptions:
     photometric: float = 12.0
     cut_histogram: float = 0.3
     cut_reliable: float = 0.2
-    preset: str = "medium"
+    preset: str = "fast"
     flow_size: int | None = 64
 
     def __post_init__(self):
