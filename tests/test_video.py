@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from fastcolor import Codebook, rgb_to_lab
 from fastcolor.inference import Colorizer
-from fastcolor.video import EmaOptions, FlowOptions, VideoColorizer
+from fastcolor.video import EmaOptions, FlowOptions, VideoColorizer, temporal
 from fastcolor.video.motion import Motion, histogram_distance, warp
 
 RED, BLUE = (60.0, 40.0), (-10.0, -45.0)
@@ -90,12 +90,13 @@ def square_clip(n=10, h=96, w=128, side=28, speed=5, y0=34, x0=10):
     return _gray_frames(lights), boxes
 
 
-def test_moving_square_leaves_no_trail_in_flow_mode_and_one_in_ema():
+@pytest.mark.parametrize("flow_size", [64, 32, None])  # half the input (default), the logits' grid, the input
+def test_moving_square_leaves_no_trail_in_flow_mode_and_one_in_ema(flow_size):
     frames, boxes = square_clip()
     side, speed = 28, 5
     none, _ = _run("none", frames)
     ema, _ = _run("ema", frames)
-    flow, video = _run("flow", frames)
+    flow, video = _run("flow", frames, flow_size=flow_size)
     assert video.cuts == []
     a_none, a_ema, a_flow = _ab(none), _ab(ema), _ab(flow)
     # The band the square left in the last 3 frames, away from where it is now
@@ -112,6 +113,47 @@ def test_moving_square_leaves_no_trail_in_flow_mode_and_one_in_ema():
     inside = (slice(y + 6, y + side - 6), slice(x + 6, x + side - 6))
     assert (a_flow[t] - a_none[t])[:, inside[0], inside[1]].norm(dim=0).mean() < 3
     assert a_none[t][0, inside[0], inside[1]].mean() > 20  # red: a* > 0
+
+
+def test_a_flickering_model_raises_the_tolerance_to_its_cap_and_still_leaves_no_trail(monkeypatch):
+    tolerances, real = [], temporal.flicker_tolerance
+
+    def spy(d2, reliable, options):
+        tolerances.append(real(d2, reliable, options))
+        return tolerances[-1]
+
+    frames, boxes = square_clip()
+    clean, _ = _run("none", frames)  # the stand-in without noise: the colours the frames should have
+    noisy = dict(noise=3.0, seed=3)
+    none, _ = _run("none", frames, stand_in_colorizer(**noisy))
+    ema, _ = _run("ema", frames, stand_in_colorizer(**noisy))
+    monkeypatch.setattr(temporal, "flicker_tolerance", spy)
+    flow, video = _run("flow", frames, stand_in_colorizer(**noisy))
+    assert video.cuts == [] and len(tolerances) == len(frames) - 1
+    assert min(tolerances) == FlowOptions().tolerance_max  # the flicker is large: the tolerance at its cap
+    t, side = len(frames) - 1, 28
+    (y, x), (_, x_old) = boxes[t], boxes[t - 3]
+    band = (slice(y + 4, y + side - 4), slice(x_old + 4, x - 8))  # where the square was 3 frames ago
+    a_clean, a_none, a_ema, a_flow = _ab(clean), _ab(none), _ab(ema), _ab(flow)
+
+    def error(a):
+        return float((a[t] - a_clean[t])[:, band[0], band[1]].norm(dim=0).mean())
+
+    assert error(a_ema) > 15  # ema's trail
+    assert error(a_flow) <= error(a_none)  # no trail: the revealed background is at least as right as per frame
+
+
+def test_flicker_tolerance_is_the_scaled_rms_over_the_reliable_cells_within_its_bounds():
+    o = FlowOptions(tolerance=10, tolerance_scale=3, tolerance_max=30)
+    reliable = torch.zeros(1, 1, 4, 5)
+    reliable[..., :2, :] = 1
+    d2 = torch.full((1, 1, 4, 5), 1e4)  # unreliable cells (a trail, say): not counted
+    d2[..., 0, :], d2[..., 1, :] = 3.0 ** 2, 5.0 ** 2  # RMS over the reliable cells: sqrt(17)
+    assert temporal.flicker_tolerance(d2, reliable, o) == pytest.approx(3 * 17 ** 0.5)
+    assert temporal.flicker_tolerance(d2 / 4, reliable, o) == 10  # 3 sqrt(17) / 2 < 10: the floor
+    assert temporal.flicker_tolerance(d2 * 16, reliable, o) == 30  # 12 sqrt(17): the cap
+    assert temporal.flicker_tolerance(d2, torch.zeros_like(reliable), o) == 10  # nothing reliable: the floor
+    assert temporal.flicker_tolerance(d2, reliable, FlowOptions(tolerance=7, tolerance_scale=0)) == 7
 
 
 # ------------------------------------------------------------------ a scene cut
@@ -200,6 +242,10 @@ def test_motion_never_pulls_revealed_background_from_the_object():
 def test_options_are_checked():
     with pytest.raises(ValueError, match="keep"):
         FlowOptions(keep=1.5)
+    with pytest.raises(ValueError, match="tolerance_max"):
+        FlowOptions(tolerance=20, tolerance_max=10)
+    with pytest.raises(ValueError, match="tolerance_scale"):
+        FlowOptions(tolerance_scale=-1)
     with pytest.raises(ValueError, match="decay"):
         EmaOptions(decay=-1)
     with pytest.raises(ValueError, match="temporal"):

