@@ -2,7 +2,6 @@
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
-#include <ATen/ops/empty.h>
 
 #include <cmath>
 #include <cstring>
@@ -175,11 +174,11 @@ std::tuple<at::Tensor, at::Tensor> temporal_decode_cpu(const at::Tensor& logits,
                                                        double temperature, double sharpness) {
   check_temporal_decode_args("temporal_decode", logits, state, weight, centres, temperature,
                              sharpness);
+  at::Tensor ab, new_state;
+  std::tie(ab, new_state) = empty_temporal_decode(logits, /*with_state=*/false);
   // The new state is as large as the logits: recycled (cpu/output_pool.h),
   // or every call would page-fault through it.
-  at::Tensor ab = at::empty({logits.size(0), 2, logits.size(2), logits.size(3)},
-                            logits.options().dtype(at::kFloat));
-  at::Tensor new_state = cpu::pooled_empty_like(logits, at::kFloat);
+  new_state = cpu::pooled_empty_like(logits, at::kFloat);
   if (ab.numel() == 0) return {ab, new_state};
   const cpu::Bins bins(centres);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, logits.scalar_type(),

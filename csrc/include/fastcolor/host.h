@@ -261,10 +261,13 @@ inline void check_temporal_decode_args(const char* op, const at::Tensor& logits,
 // The outputs of temporal_decode: ab (N, 2, H, W) float32, contiguous, and the
 // new state, float32 in the logits' memory format (so that a pixel's bins are
 // written in the order they are read).
-inline std::pair<at::Tensor, at::Tensor> empty_temporal_decode(const at::Tensor& logits) {
+// with_state false: the new state is left empty, for a caller that allocates
+// it itself (the CPU kernel recycles it: cpu/output_pool.h).
+inline std::pair<at::Tensor, at::Tensor> empty_temporal_decode(const at::Tensor& logits,
+                                                               bool with_state = true) {
   const auto opts = logits.options().dtype(at::kFloat);
   return {at::empty({logits.size(0), 2, logits.size(2), logits.size(3)}, opts),
-          at::empty_like(logits, opts)};
+          with_state ? at::empty_like(logits, opts) : at::empty({0}, opts)};
 }
 
 }  // namespace fastcolor
