@@ -154,12 +154,45 @@ def test_kernel_matches_reference(device, dtype, layout, gen, zhang_centres):
     _skip_unsupported(device)
     c = zhang_centres.to(device)
     z, state, weight = _inputs(gen, 313, dtype, device, layout, h=3, w=23)
-    for t, sharpness in [(0.0, 0.0), (1e-3, 1.5), (0.38, 0.0), (3.0, 1.5)]:
+    for t, sharpness in [(0.0, 0.0), (1e-3, 1.5), (0.38, 0.0), (1.0, 0.0), (3.0, 1.5)]:
         got = torch.ops.fastcolor.temporal_decode(z, state, weight, c, t, sharpness)
         want = reference.temporal_decode(z, state, weight, c, t, sharpness)
         _check(got, want, c, t)
     if layout != "strided":  # the new state is written in the logits' memory format
         assert got[1].stride() == torch.empty_like(z, dtype=torch.float32).stride()
+
+
+@kernels
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("temperature", [1.0, 0.38, 0.05, 1e-3])
+def test_states_far_from_probabilities(device, temperature, gen, zhang_centres):
+    """The CPU kernel shifts the softmax by the first logit instead of the max
+    and sums s^(1/T) without first finding max s where no term leaves
+    float32's range, and takes the exact sweeps where one would; tiles with
+    both kinds of pixels (logits 100 above or 200 below the first,
+    unnormalised states from 1e-30 to 1e30, exact zeros) must all match the
+    reference."""
+    _skip_unsupported(device)
+    c = zhang_centres.to(device)
+    n, h, w = 2, 8, 24  # 192 pixels per image: three full 64-pixel tiles each
+    z = torch.randn(n, 313, h, w, generator=gen) * 3
+    z[1, 7, 2, 5] += 100.0  # far above the first logit: the kernel's shift by it would overflow
+    z[0, 0, 3, 9] -= 200.0  # the first logit far below the others: the same
+    state = _probs(gen, n, 313, h, w)
+    scale = 10.0 ** torch.randint(-30, 31, (n, 1, h, w), generator=gen).float()
+    scale[:, :, ::2] = 1.0  # every other row an ordinary distribution
+    state = state * scale
+    state[0, :200, 0, 3] = 0.0  # zeros: log 0 = -inf weighs nothing
+    weight = torch.rand(n, 1, h, w, generator=gen)
+    weight[:, :, 1::4] = 1.0  # the state alone
+    z, state, weight = z.to(device), state.to(device), weight.to(device)
+    got = torch.ops.fastcolor.temporal_decode(z, state, weight, c, temperature, 0.0)
+    want = reference.temporal_decode(z, state, weight, c, temperature, 0.0)
+    torch.testing.assert_close(got[1], want[1], rtol=2e-5, atol=0)
+    assert torch.isfinite(got[0]).all()
+    atol = 2e-3 + 3e-5 / temperature
+    torch.testing.assert_close(got[0], reference.annealed_mean(got[1].log(), c, temperature), rtol=0, atol=atol)
+    torch.testing.assert_close(got[0], want[0], rtol=0, atol=2 * atol)
 
 
 @kernels

@@ -12,61 +12,13 @@
 #include <vector>
 
 #include "cpu_common.h"
+#include "cpu_vector.h"
 #include "output_pool.h"
 #include "fastcolor/host.h"
 #include "fastcolor/kernels.h"
 
 namespace fastcolor {
 namespace {
-
-// exp(z - m) of a tile's rows into out (when store) and their per-lane sums.
-// (Inlined: out of line, with store a run-time flag, it cost the 313-bin loss
-// 15% more time.)
-template <typename T>
-__attribute__((always_inline)) inline void exp_rows(const T* __restrict z, int64_t zs, const T* __restrict m, T* __restrict out,
-              int64_t os, int64_t nq, T* __restrict s, bool store) {
-  constexpr int64_t L = cpu::kTile;
-  for (int64_t t = 0; t < L; ++t) s[t] = 0;
-#if defined(__AVX512F__)
-  if constexpr (std::is_same_v<T, float>) {
-    // Sixteen lanes at a time through the vector exp; the sums stay in
-    // registers. (Measured on the 32-bin loss, 4x32x128x128, AVX-512: 5-8%
-    // less time for the forward+backward than the auto-vectorised loop below.)
-    constexpr int64_t V = 16;
-    cpu::vf16 acc[L / V], mv[L / V];
-    for (int64_t c = 0; c < L / V; ++c) {
-      acc[c] = cpu::vf16{};
-      std::memcpy(&mv[c], m + c * V, sizeof(cpu::vf16));
-    }
-    for (int64_t q = 0; q < nq; ++q) {
-      const T* __restrict zr = z + q * zs;
-      T* __restrict o = out + q * os;
-      for (int64_t c = 0; c < L / V; ++c) {
-        cpu::vf16 v;
-        std::memcpy(&v, zr + c * V, sizeof(v));
-        v = cpu::exp16_nonpositive(v - mv[c]);
-        if (store) std::memcpy(o + c * V, &v, sizeof(v));
-        acc[c] += v;
-      }
-    }
-    for (int64_t c = 0; c < L / V; ++c) std::memcpy(s + c * V, &acc[c], sizeof(cpu::vf16));
-    return;
-  }
-#endif
-  for (int64_t q = 0; q < nq; ++q) {
-    const T* __restrict zr = z + q * zs;
-    T* __restrict o = out + q * os;
-    if (store) {
-      for (int64_t t = 0; t < L; ++t) {
-        const T v = exp_nonpositive(zr[t] - m[t]);
-        o[t] = v;
-        s[t] += v;
-      }
-    } else {
-      for (int64_t t = 0; t < L; ++t) s[t] += exp_nonpositive(zr[t] - m[t]);
-    }
-  }
-}
 
 // rows[q][t] *= scale[t].
 template <typename T>
@@ -195,7 +147,7 @@ void cross_entropy_cpu_kernel(const at::Tensor& logits, const at::Tensor& ab,
       }
       acc_t m[T], s[T];
       cpu::tile_max(zt, rs, nq, m);
-      exp_rows(zt, rs, m, gt, gs, nq, s, g_dst != nullptr);
+      cpu::exp_rows(zt, rs, m, gt, gs, nq, s, g_dst != nullptr);
       // -sum_j t_j log softmax(z)_j = log(s) sum_j t_j + sum_j t_j (m - z_j):
       // every term is >= 0 and none grows with a shift of all the logits, so
       // huge logits (1e38) cannot cancel (lse * tsum - tdot did, past |z| ~ 1e8).
