@@ -122,5 +122,49 @@ __attribute__((always_inline)) inline void exp_rows(const T* __restrict z, int64
   }
 }
 
+#if defined(__AVX512F__)
+// exp_rows with each lane shifted by its first logit z_0 instead of its max
+// (float32, AVX-512): e = exp(z - z_0) into out (when store), the sums s and
+// the lanes' max logit zmax. The shift only keeps exp in range, and a
+// softmax is the same for any shift, so this saves the sweep that finds the
+// max first (then exp(z_0 - zmax) turns s into the max-shifted sum).
+// Returns false when a lane's sum is not in [1, 1e37] (a logit 85 or more
+// above the first, or one not finite): the caller then redoes the tile with
+// tile_max and exp_rows.
+inline bool exp_rows_from_first(const float* __restrict z, int64_t zs, int64_t nq,
+                                float* __restrict out, int64_t os, float* __restrict s,
+                                float* __restrict zmax, bool store) {
+  constexpr int64_t V = 16, C = kTile / V;
+  vf16 acc[C], mx[C], m0[C];
+  for (int64_t c = 0; c < C; ++c) {
+    std::memcpy(&m0[c], z + c * V, sizeof(vf16));
+    acc[c] = vf16{};
+    mx[c] = m0[c];
+  }
+  for (int64_t q = 0; q < nq; ++q) {
+    const float* __restrict zr = z + q * zs;
+    float* __restrict o = out + q * os;
+    for (int64_t c = 0; c < C; ++c) {
+      vf16 v;
+      std::memcpy(&v, zr + c * V, sizeof(v));
+      mx[c] = v > mx[c] ? v : mx[c];
+      v = exp16_nonpositive(v - m0[c]);  // (valid for x > 0 too, up to overflow)
+      if (store) std::memcpy(o + c * V, &v, sizeof(v));
+      acc[c] += v;
+    }
+  }
+  const __m512 lo = _mm512_set1_ps(1.f), hi = _mm512_set1_ps(1e37f);
+  bool ok = true;
+  for (int64_t c = 0; c < C; ++c) {
+    const __m512 a = reinterpret_cast<__m512>(acc[c]);
+    ok &= (_mm512_cmp_ps_mask(a, lo, _CMP_GE_OQ) & _mm512_cmp_ps_mask(a, hi, _CMP_LE_OQ)) ==
+          static_cast<__mmask16>(0xffff);
+    std::memcpy(s + c * V, &acc[c], sizeof(vf16));
+    std::memcpy(zmax + c * V, &mx[c], sizeof(vf16));
+  }
+  return ok;
+}
+#endif  // __AVX512F__
+
 }  // namespace cpu
 }  // namespace fastcolor

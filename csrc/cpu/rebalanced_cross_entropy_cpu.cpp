@@ -145,9 +145,23 @@ void cross_entropy_cpu_kernel(const at::Tensor& logits, const at::Tensor& ab,
           }
         }
       }
-      acc_t m[T], s[T];
-      cpu::tile_max(zt, rs, nq, m);
-      cpu::exp_rows(zt, rs, m, gt, gs, nq, s, g_dst != nullptr);
+      // m = max z, s = sum_q exp(z - m); the gradient's rows get the terms
+      // exp(z - m0) and s0 their sum, with m0 = m, or (AVX-512, float32)
+      // the first logit, which saves a sweep (cpu::exp_rows_from_first).
+      acc_t m[T], s[T], s0[T];
+      bool shifted = false;
+#if defined(__AVX512F__)
+      if constexpr (std::is_same_v<acc_t, float>) {
+        shifted = cpu::exp_rows_from_first(zt, rs, nq, gt, gs, s0, m, g_dst != nullptr);
+        if (shifted)
+          for (int64_t t = 0; t < T; ++t) s[t] = s0[t] * std::exp(zt[t] - m[t]);
+      }
+#endif
+      if (!shifted) {
+        cpu::tile_max(zt, rs, nq, m);
+        cpu::exp_rows(zt, rs, m, gt, gs, nq, s, g_dst != nullptr);
+        for (int64_t t = 0; t < T; ++t) s0[t] = s[t];
+      }
       // -sum_j t_j log softmax(z)_j = log(s) sum_j t_j + sum_j t_j (m - z_j):
       // every term is >= 0 and none grows with a shift of all the logits, so
       // huge logits (1e38) cannot cancel (lse * tsum - tdot did, past |z| ~ 1e8).
@@ -171,7 +185,7 @@ void cross_entropy_cpu_kernel(const at::Tensor& logits, const at::Tensor& ab,
 
       if (g_dst) {
         acc_t pscale[T];
-        for (int64_t t = 0; t < T; ++t) pscale[t] = scale * w[t] / s[t];
+        for (int64_t t = 0; t < T; ++t) pscale[t] = scale * w[t] / s0[t];
         if constexpr (kOne) {
           // scale * w * (softmax - onehot): the target's entry gets - scale * w
           // after its scaling, as in the general path.

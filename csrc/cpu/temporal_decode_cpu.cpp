@@ -56,47 +56,6 @@ void annealed_sums(const float* __restrict v, int64_t vs, int64_t nq, const cpu:
 }
 
 #if defined(__AVX512F__)
-// Steps 1 and 2 below in one sweep (float32, AVX-512): the softmax's terms
-// shifted by each lane's first logit instead of its max, e = exp(z - z_0)
-// into e (stride kTile), their sums and their max emax (the largest p is
-// emax / sum). The shift only keeps exp in range, and the sums cancel it,
-// so any shift that keeps every term finite gives the softmax; the first
-// logit saves the sweep that finds the max. Returns false when some lane's
-// sum is not in [1, 1e37] (a logit 85 or more above the first, or not
-// finite): the caller then redoes the tile with the max.
-bool exp_rows_from_first(const float* __restrict z, int64_t zs, int64_t nq, float* __restrict e,
-                         float* sum, float* emax) {
-  constexpr int64_t L = cpu::kTile, V = 16, C = L / V;
-  using cpu::vf16;
-  vf16 acc[C], mx[C], m0[C];
-  for (int64_t c = 0; c < C; ++c) {
-    std::memcpy(&m0[c], z + c * V, sizeof(vf16));
-    acc[c] = mx[c] = vf16{};
-  }
-  for (int64_t q = 0; q < nq; ++q) {
-    const float* __restrict zr = z + q * zs;
-    float* __restrict er = e + q * L;
-    for (int64_t c = 0; c < C; ++c) {
-      vf16 v;
-      std::memcpy(&v, zr + c * V, sizeof(v));
-      v = cpu::exp16_nonpositive(v - m0[c]);  // (valid for x > 0 too, up to overflow)
-      std::memcpy(er + c * V, &v, sizeof(v));
-      acc[c] += v;
-      mx[c] = v > mx[c] ? v : mx[c];
-    }
-  }
-  const __m512 lo = _mm512_set1_ps(1.f), hi = _mm512_set1_ps(1e37f);
-  bool ok = true;
-  for (int64_t c = 0; c < C; ++c) {
-    const __m512 a = reinterpret_cast<__m512>(acc[c]);
-    ok &= (_mm512_cmp_ps_mask(a, lo, _CMP_GE_OQ) & _mm512_cmp_ps_mask(a, hi, _CMP_LE_OQ)) ==
-          static_cast<__mmask16>(0xffff);
-    std::memcpy(sum + c * V, &acc[c], sizeof(vf16));
-    std::memcpy(emax + c * V, &mx[c], sizeof(vf16));
-  }
-  return ok;
-}
-
 // Steps 3 and 4 below in one sweep, sixteen lanes at a time (float32,
 // AVX-512, T > 0): the new state v is blended from the tile's softmax terms
 // e (stride kTile) and state rows (stride ss), written to nt (stride ns),
@@ -231,7 +190,12 @@ void temporal_decode_cpu_kernel(const at::Tensor& logits, const at::Tensor& stat
       constexpr bool keep_exp = std::is_same_v<acc_t, float>;
       bool shifted = false;  // by the first logit (then m is not used)
 #if defined(__AVX512F__)
-      if constexpr (keep_exp) shifted = exp_rows_from_first(zt, zs, nq, ebuf.data(), sum, emax);
+      if constexpr (keep_exp) {
+        float zmax[L];
+        shifted = cpu::exp_rows_from_first(zt, zs, nq, ebuf.data(), L, sum, zmax, true);
+        if (shifted && gated)  // the largest term, exp(max z - z_0)
+          for (int64_t t = 0; t < L; ++t) emax[t] = std::exp(zmax[t] - zt[t]);
+      }
 #endif
       if (!shifted) {
         cpu::tile_max(zt, zs, nq, m);
