@@ -97,11 +97,13 @@ void cross_entropy_cpu_kernel(const at::Tensor& logits, const at::Tensor& ab,
       if constexpr (kOne) {
         int32_t nearest[T];
         search.nearest_tile(ta, tb, nearest);
+        const float* __restrict cw = class_w;  // (a local: not reloaded through the capture)
         for (int64_t t = 0; t < T; ++t) {
           const bool valid = t < cnt && finite2(ta[t], tb[t]);
+          const int32_t bin = valid ? nearest[t] : 0;
           const acc_t pw = (w_src && t < cnt) ? static_cast<acc_t>(w_src[ow[t]]) : acc_t(1);
-          w[t] = valid ? static_cast<acc_t>(class_w[nearest[t]]) * pw : acc_t(NAN);
-          tq[t] = valid ? nearest[t] : -1;
+          w[t] = valid ? static_cast<acc_t>(cw[bin]) * pw : acc_t(NAN);
+          tq[t] = valid ? bin : -1;
         }
       } else {
         for (int64_t t = 0; t < T; ++t) {
@@ -153,8 +155,8 @@ void cross_entropy_cpu_kernel(const at::Tensor& logits, const at::Tensor& ab,
 #if defined(__AVX512F__)
       if constexpr (std::is_same_v<acc_t, float>) {
         shifted = cpu::exp_rows_from_first(zt, rs, nq, gt, gs, s0, m, g_dst != nullptr);
-        if (shifted)
-          for (int64_t t = 0; t < T; ++t) s[t] = s0[t] * std::exp(zt[t] - m[t]);
+        if (shifted)  // (z_0 <= max z: the branch-free exp, which vectorises)
+          for (int64_t t = 0; t < T; ++t) s[t] = s0[t] * exp_nonpositive(zt[t] - m[t]);
       }
 #endif
       if (!shifted) {

@@ -194,7 +194,7 @@ void temporal_decode_cpu_kernel(const at::Tensor& logits, const at::Tensor& stat
         float zmax[L];
         shifted = cpu::exp_rows_from_first(zt, zs, nq, ebuf.data(), L, sum, zmax, true);
         if (shifted && gated)  // the largest term, exp(max z - z_0)
-          for (int64_t t = 0; t < L; ++t) emax[t] = std::exp(zmax[t] - zt[t]);
+          for (int64_t t = 0; t < L; ++t) emax[t] = 1.f / exp_nonpositive(zt[t] - zmax[t]);
       }
 #endif
       if (!shifted) {
