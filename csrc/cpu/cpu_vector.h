@@ -69,6 +69,13 @@ inline vf16 log16_nonnegative(vf16 x) {
   return reinterpret_cast<vf16>(
       _mm512_fmadd_ps(e, _mm512_set1_ps(0.693147180559945309f), _mm512_add_ps(f, y)));
 }
+
+// Whether every lane of x lies in [lo, hi] (NaN does not).
+inline bool all_within(vf16 x, float lo, float hi) {
+  const __m512 v = reinterpret_cast<__m512>(x);
+  return (_mm512_cmp_ps_mask(v, _mm512_set1_ps(lo), _CMP_GE_OQ) &
+          _mm512_cmp_ps_mask(v, _mm512_set1_ps(hi), _CMP_LE_OQ)) == static_cast<__mmask16>(0xffff);
+}
 #endif  // __AVX512F__
 
 // exp(z - m) of a tile's rows into out (when store) and their per-lane sums
@@ -153,12 +160,9 @@ inline bool exp_rows_from_first(const float* __restrict z, int64_t zs, int64_t n
       acc[c] += v;
     }
   }
-  const __m512 lo = _mm512_set1_ps(1.f), hi = _mm512_set1_ps(1e37f);
   bool ok = true;
   for (int64_t c = 0; c < C; ++c) {
-    const __m512 a = reinterpret_cast<__m512>(acc[c]);
-    ok &= (_mm512_cmp_ps_mask(a, lo, _CMP_GE_OQ) & _mm512_cmp_ps_mask(a, hi, _CMP_LE_OQ)) ==
-          static_cast<__mmask16>(0xffff);
+    ok &= all_within(acc[c], 1.f, 1e37f);
     std::memcpy(s + c * V, &acc[c], sizeof(vf16));
     std::memcpy(zmax + c * V, &mx[c], sizeof(vf16));
   }

@@ -111,12 +111,9 @@ bool blend_and_sum16(const float* __restrict e, const float* inv, const float* w
       acc_b[c] += x * cb;
     }
   }
-  const __m512 lo = _mm512_set1_ps(1e-20f), hi = _mm512_set1_ps(1e30f);
   bool ok = bad == 0;
   for (int64_t c = 0; c < C; ++c) {
-    const __m512 a = reinterpret_cast<__m512>(acc[c]);
-    ok &= (_mm512_cmp_ps_mask(a, lo, _CMP_GE_OQ) & _mm512_cmp_ps_mask(a, hi, _CMP_LE_OQ)) ==
-          static_cast<__mmask16>(0xffff);
+    ok &= cpu::all_within(acc[c], 1e-20f, 1e30f);
     std::memcpy(s + c * V, &acc[c], sizeof(vf16));
     std::memcpy(sa + c * V, &acc_a[c], sizeof(vf16));
     std::memcpy(sb + c * V, &acc_b[c], sizeof(vf16));
