@@ -123,8 +123,9 @@ inline void scan_nearest(const float* __restrict a, const float* __restrict b,
     for (int64_t c = 0; c < C; ++c) {
       const vf da = va[c] - qa;
       const vf db = vb[c] - qb;
-      vf d = da * da + db * db;  // sqdist: no FMA (-ffp-contract=off), then
-      d = d < FLT_MAX ? d : FLT_MAX;  // saturated, NaN included
+      // sqdist (no FMA: -ffp-contract=off). Compared as lookup_nearest
+      // does: an overflowed +inf or a NaN is never below best_d.
+      const vf d = da * da + db * db;
       const vi take = d < best_d[c];
       best_d[c] = take ? d : best_d[c];
       best[c] = take ? static_cast<int32_t>(q) : best[c];
@@ -222,9 +223,9 @@ class Search {
 // Whether the n pixels from p0 sit at consecutive offsets (a row of NCHW).
 inline bool consecutive(const int64_t* off, int64_t n) {
   if (n != kTile) return false;
-  bool run = true;
-  for (int64_t t = 1; t < kTile; ++t) run &= off[t] == off[0] + t;
-  return run;
+  int64_t diff = 0;  // (an OR of XORs vectorises; a chain of bool ANDs did not)
+  for (int64_t t = 1; t < kTile; ++t) diff |= off[t] ^ (off[0] + t);
+  return diff == 0;
 }
 
 // Hundreds of strided streams (one per bin) defeat the hardware prefetcher:
