@@ -13,7 +13,7 @@ namespace cpu {
 typedef float vf16 __attribute__((vector_size(64)));
 
 // exp_nonpositive (fastcolor/colormath.h) of sixteen lanes, AVX-512 only:
-// the same range reduction and polynomial in 11 instructions instead of 16,
+// the same range reduction and polynomial in 10 instructions instead of 16,
 // the rounding to an integer multiple of ln 2 in one (vrndscaleps) and the
 // scaling by 2^n in one (vscalefps) instead of an integer conversion, add,
 // shift and multiply. Values below -87.3 give 0, NaN stays NaN, as the
@@ -21,13 +21,14 @@ typedef float vf16 __attribute__((vector_size(64)));
 inline vf16 exp16_nonpositive(vf16 x) {
   const __m512 xv = reinterpret_cast<__m512>(x);
   const __m512 lo = _mm512_set1_ps(-87.3f);
+  // Lanes below -87.3 (-inf included) compute garbage that the final
+  // masked scaling zeroes, so x needs no clamp.
   const __mmask16 under = _mm512_cmp_ps_mask(xv, lo, _CMP_LT_OQ);
-  const __m512 xc = _mm512_mask_mov_ps(xv, under, lo);
   const __m512 n = _mm512_maskz_roundscale_ps(  // (maskz: GCC 12 warns on the unmasked form)
-      static_cast<__mmask16>(0xffff), _mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)),
+      static_cast<__mmask16>(0xffff), _mm512_mul_ps(xv, _mm512_set1_ps(1.44269504088896341f)),
       _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   const __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f),
-                                    _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), xc));
+                                    _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), xv));
   __m512 p = _mm512_set1_ps(0x1.0F9F9Cp-7f);
   p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0x1.573A1Ap-5f));
   p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0x1.555A80p-3f));
