@@ -395,6 +395,31 @@ def test_cli_hint_shading(model_file, tmp_path):
     assert outs["default"][16, 5] < outs["no-hint-shading"][16, 5] - 5
 
 
+def _colorize_file(model_file, tmp_path, name):
+    assert main(["colorize", str(tmp_path / name), "-o", str(tmp_path / "plain"), "--model", str(model_file)]) == 0
+    rgb = torch.from_numpy(_read(tmp_path / "plain" / name)).permute(2, 0, 1).float()[None] / 255
+    return color_space("lab").chroma(rgb)[0]
+
+
+def test_cli_hint_full_resolution(model_file, tmp_path):
+    # a lightness edge inside a logit cell, a hint on its bright side: with the full-resolution step
+    # (default) the dark pixels next to the edge keep less of the hinted colour than without it
+    img = np.full((32, 64), 50, np.uint8)
+    img[:, 35:] = 215
+    Image.fromarray(img).save(tmp_path / "edge.png")
+    outs = {}
+    for flag in ([], ["--hint-full-resolution"], ["--no-hint-full-resolution"]):
+        name = flag[0][2:] if flag else "default"
+        assert main(["colorize", str(tmp_path / "edge.png"), "-o", str(tmp_path / name), "--model", str(model_file),
+                     "--hint", "50,16,#2040d0", *flag]) == 0
+        rgb = torch.from_numpy(_read(tmp_path / name / "edge.png")).permute(2, 0, 1).float()[None] / 255
+        outs[name] = color_space("lab").chroma(rgb)[0]  # (2, h, w)
+    plain = _colorize_file(model_file, tmp_path, "edge.png")
+    change = {k: (v - plain).norm(dim=0)[4:28].mean(0) for k, v in outs.items()}  # per column
+    assert torch.equal(outs["default"], outs["hint-full-resolution"])
+    assert change["default"][31:35].mean() < change["no-hint-full-resolution"][31:35].mean() - 3
+
+
 def test_cli_hints_json(model_file, tmp_path, capsys):
     folder = tmp_path / "in"
     folder.mkdir()
