@@ -9,17 +9,24 @@ hints' effect, the upsampled steered chroma minus the upsampled plain one,
 is passed through a guided filter (He, Sun & Tang, "Guided Image
 Filtering", ECCV 2010) guided by the full-resolution lightness: in every
 window the effect is fitted as a linear function of the lightness, so it
-follows the lightness edges inside the cells. Where the effect is 0 over a
-window (far from every hint) it stays 0: the output there is the plain
+follows the lightness edges inside the cells. The filtered effect is then
+kept, channel by channel, within the range the upsampled effect takes
+within half a cell of the pixel: the filter moves the effect's edge onto the
+lightness edge but cannot carry it farther than that (a guided filter alone
+leaves a faint halo up to two windows away). Where the effect is 0 nearby
+(far from every hint) it stays exactly 0: the output there is the plain
 colorization's, and without hints nothing runs.
 """
 
 import torch
 
-__all__ = ["REFINE_CELLS", "REFINE_EPS", "box_mean", "guided_filter", "refine_chroma"]
+import torch.nn.functional as F
+
+__all__ = ["REFINE_CELLS", "REFINE_EPS", "REFINE_RANGE_CELLS", "box_mean", "guided_filter", "refine_chroma"]
 
 REFINE_CELLS = 2.0  # guided-filter window radius, in logit cells (8 pixels at 256 x 256 for the bundled model)
 REFINE_EPS = 1e-4  # its regulariser, in squared normalised lightness (a lightness std of 0.01: 1 L* unit)
+REFINE_RANGE_CELLS = 0.5  # the result kept within the effect's range over +-half a cell
 
 
 def box_mean(x, r):
@@ -51,7 +58,8 @@ def guided_filter(guide, x, r, eps):
 
 
 def refine_chroma(plain, steered, guide, cells=REFINE_CELLS, eps=REFINE_EPS):
-    """(N, 2, H, W) chroma: up(plain) + guided_filter(guide, up(steered) - up(plain)).
+    """(N, 2, H, W) chroma: up(plain) + clip(guided_filter(guide, d)), d = up(steered) - up(plain),
+    clip: into [min, max] of d over the pixels within REFINE_RANGE_CELLS cells.
 
     plain, steered: (N, 2, gh, gw) the plain and the steered chroma decoded
     on the logit grid; up: the bilinear resize to the guide's size that
@@ -62,5 +70,8 @@ def refine_chroma(plain, steered, guide, cells=REFINE_CELLS, eps=REFINE_EPS):
 
     (gh, gw), (H, W) = plain.shape[-2:], guide.shape[-2:]
     up = resize(plain, (H, W))
-    r = int(round(cells * max(H / gh, W / gw)))
-    return up + guided_filter(guide, resize(steered, (H, W)) - up, r, eps)
+    d = resize(steered, (H, W)) - up
+    q = guided_filter(guide, d, int(round(cells * max(H / gh, W / gw))), eps)
+    k = 2 * max(1, int(round(REFINE_RANGE_CELLS * max(H / gh, W / gw)))) + 1
+    hi, lo = F.max_pool2d(d, k, 1, k // 2), -F.max_pool2d(-d, k, 1, k // 2)
+    return up + torch.maximum(torch.minimum(q, hi), lo)
