@@ -335,7 +335,8 @@ def table(r):
               f"standard error of the mean {statistics.stdev(gains) / len(gains) ** 0.5:.2f}",
               "time per image (Colorizer.colorize, CPU {threads} thread(s), {image}, {clock}): none {none_ms:.1f} ms, "
               "10 hints edge {edge_10_ms:.1f} ms, gaussian {gaussian_10_ms:.1f} ms, "
-              "edge at defaults {edge_defaults_10_ms:.1f} ms, edge grid only {edge_grid_10_ms:.1f} ms".format(**r["timing_cpu"]), ""]
+              "edge at defaults {edge_defaults_10_ms:.1f} ms, edge grid only {edge_grid_10_ms:.1f} ms"
+              .format(**r["timing_cpu"]), ""]
     return "\n".join(lines)
 
 

@@ -11,8 +11,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-__all__ = ["CONTRAST_WINDOW", "CUTOFF", "check_inside", "local_contrast", "point_lightness", "seed_cells", "seed_lightness",
-           "weight_maps"]
+__all__ = ["CONTRAST_WINDOW", "CUTOFF", "check_inside", "local_contrast", "point_lightness", "seed_cells",
+           "seed_lightness", "weight_maps"]
 
 CUTOFF = 3.0  # w = 0 beyond 3 r
 CONTRAST_WINDOW = 5  # local contrast averaged over 5 x 5 cells

@@ -52,7 +52,8 @@ def test_edge_aware_hint_stays_on_its_side(colorizer):
     img = _two_regions()
     plain = colorizer.colorize(img)
     changes = {}
-    for name, options in (("edge", {}), ("grid", {"full_resolution": False}), ("gaussian", {"propagation": "gaussian"})):
+    variants = (("edge", {}), ("grid", {"full_resolution": False}), ("gaussian", {"propagation": "gaussian"}))
+    for name, options in variants:
         # the shipped defaults (radius 0.32, edge sensitivity 1): a 0.55 lightness step costs
         # 0.55 shorter sides, the hint at x = 10 is 0.35 of a side from the edge
         out = colorizer.colorize(img, hints=[(10, 32, "#20a020")], hint_options=options)
@@ -456,7 +457,8 @@ def test_box_mean_matches_clipped_average_pooling():
     for shape, r in (((1, 2, 7, 13), 1), ((2, 1, 20, 9), 3), ((1, 1, 5, 5), 6)):
         x = torch.randn(*shape, generator=g)
         k = 2 * r + 1
-        ref = F.avg_pool2d(F.pad(x, (r,) * 4), k, stride=1) / F.avg_pool2d(F.pad(torch.ones_like(x), (r,) * 4), k, stride=1)
+        count = F.avg_pool2d(F.pad(torch.ones_like(x), (r,) * 4), k, stride=1)
+        ref = F.avg_pool2d(F.pad(x, (r,) * 4), k, stride=1) / count
         torch.testing.assert_close(box_mean(x, r).float(), ref, rtol=1e-5, atol=1e-6)
 
 
