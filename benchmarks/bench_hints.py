@@ -65,7 +65,9 @@ width or strength other than 10 and 4 (-0.07 to +0.02), sharper shares
 covers; not kept). With shares chosen by an oracle (each cell given the hint
 colour nearest its true colour) the even half reaches 88.2: the assignment
 of colours to regions is where the rest lies. The grids and everything else
-as in the previous round; the final cross-fitted run was made once.
+as in the previous round; the final cross-fitted run was made once (two
+earlier starts were stopped unread: one died at start-up, one was stopped
+to add the range clip).
 
 The network runs once per photo: the logits are kept and steered with
 fastcolor.inference.Prepared (steered and decoded exactly as Colorizer does;
