@@ -379,7 +379,7 @@ def build_parser():
     p.add_argument("--propagation", choices=("edge", "gaussian"), default="edge",
                    help="how far a hint reaches: edge = stops at lightness edges (default); gaussian = "
                         "plain distance falloff")
-    add_falloff_arguments(p)  # --hint-radius, --hint-shading/--no-hint-shading
+    add_falloff_arguments(p)  # --hint-radius, --hint-shading, --hint-full-resolution (and --no-...)
     p.add_argument("--palette", type=palette_arg, metavar="COLOURS|IMAGE",
                    help='"#RRGGBB,#RRGGBB,..." or an image to take its 8 most frequent colours from: '
                         "restricts (or with --palette-mode bias, pulls) every pixel's colour to them")

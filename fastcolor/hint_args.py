@@ -1,6 +1,7 @@
 """The colorize command's hint and palette options (fastcolor.hints on the command line):
 --hint X,Y,#RRGGBB, --hints FILE.json, --palette, --palette-mode, --palette-distance,
---propagation, --hint-radius, --hint-shading/--no-hint-shading."""
+--propagation, --hint-radius, --hint-shading/--no-hint-shading,
+--hint-full-resolution/--no-hint-full-resolution."""
 
 import argparse
 
@@ -40,12 +41,16 @@ def palette_arg(text):
 
 
 def add_falloff_arguments(parser):
-    """--hint-radius and --hint-shading/--no-hint-shading (fastcolor.hints.HintOptions radius, shading)."""
+    """--hint-radius, --hint-shading/--no-hint-shading and --hint-full-resolution/--no-hint-full-resolution
+    (fastcolor.hints.HintOptions radius, shading, full_resolution)."""
     parser.add_argument("--hint-radius", type=positive_float_arg, metavar="R",
                         help=f"hint falloff scale, a fraction of the image's shorter side ({DEFAULT_RADIUS:g})")
     parser.add_argument("--hint-shading", action=argparse.BooleanOptionalAction, default=None,
                         help="the hinted colour follows the photo's shading: weaker chroma where the hinted "
                              "region is darker than at the hint, stronger where lighter (default: on)")
+    parser.add_argument("--hint-full-resolution", action=argparse.BooleanOptionalAction, default=None,
+                        help="edge propagation: read each hint's lightness at its pixel and refine the hints' "
+                             "effect along the lightness edges at full resolution (default: on)")
 
 
 def steering_from_args(args, items):
@@ -90,6 +95,6 @@ def steering_from_args(args, items):
     palette = None
     if args.palette is not None:
         palette = Palette.parse(args.palette, mode=args.palette_mode or "restrict", distance=args.palette_distance)
-    chosen = {"radius": args.hint_radius, "shading": args.hint_shading}
+    chosen = {"radius": args.hint_radius, "shading": args.hint_shading, "full_resolution": args.hint_full_resolution}
     options = HintOptions(propagation=args.propagation, **{k: v for k, v in chosen.items() if v is not None})
     return hints, palette, options

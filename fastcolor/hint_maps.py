@@ -11,7 +11,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-__all__ = ["CONTRAST_WINDOW", "CUTOFF", "check_inside", "local_contrast", "seed_cells", "seed_lightness", "weight_maps"]
+__all__ = ["CONTRAST_WINDOW", "CUTOFF", "check_inside", "local_contrast", "point_lightness", "seed_cells",
+           "seed_lightness", "weight_maps"]
 
 CUTOFF = 3.0  # w = 0 beyond 3 r
 CONTRAST_WINDOW = 5  # local contrast averaged over 5 x 5 cells
@@ -125,12 +126,47 @@ def local_contrast(light, grid):
     return F.avg_pool2d(F.pad(sd, (pad,) * 4, mode="replicate"), CONTRAST_WINDOW, stride=1)[0, 0]
 
 
-def weight_maps(hints, light, size, options, contrast=None):
+def point_lightness(hints, fine, size, grid):
+    """(K, gh, gw) the lightness of each hint where it lies, read on a finer
+    lightness image fine (h, w) (the network input) rather than averaged over
+    a grid cell: at every seed cell of hint k (seed_cells), the median over
+    the hint's points and stroke samples (one per fine pixel along each
+    segment) inside that cell of the 3 x 3 median of fine around them; NaN
+    where no sample falls in a seed cell and on the other cells (there the
+    cell's own lightness is used). A hint on a small object or near an edge
+    so matches the object's lightness, not the cell's mix."""
+    (H, W), (h, w), (gh, gw) = size, tuple(fine.shape), grid
+    f = F.pad(fine.float()[None, None], (1, 1, 1, 1), mode="replicate")
+    med = f.unfold(2, 3, 1).unfold(3, 3, 1).reshape(h, w, 9).median(-1).values  # 3 x 3 median
+    seeds = seed_cells(hints, size, grid)
+    out = torch.full((len(hints), gh, gw), float("nan"))
+    for k, hint in enumerate(hints):
+        pts = list(hint.points)
+        samples = [pts[0]]
+        for (x0, y0), (x1, y1) in zip(pts[:-1], pts[1:]):
+            n = max(1, int(math.ceil(max(abs(x1 - x0) * w / W, abs(y1 - y0) * h / H))))
+            samples += [(x0 + (x1 - x0) * i / n, y0 + (y1 - y0) * i / n) for i in range(1, n + 1)]
+        xy = torch.tensor(samples, dtype=torch.float64)
+        fx = (xy[:, 0] * w / W).long().clamp(0, w - 1)
+        fy = (xy[:, 1] * h / H).long().clamp(0, h - 1)
+        cx = (xy[:, 0] * gw / W).long().clamp(0, gw - 1)
+        cy = (xy[:, 1] * gh / H).long().clamp(0, gh - 1)
+        values = med[fy, fx]
+        for cell in set(zip(cy.tolist(), cx.tolist())):
+            if seeds[k, cell[0], cell[1]]:
+                inside = (cy == cell[0]) & (cx == cell[1])
+                out[k, cell[0], cell[1]] = values[inside].median()
+    return out
+
+
+def weight_maps(hints, light, size, options, contrast=None, point_light=None):
     """(w, shares): (K, gh, gw) falloffs w_k in [0, strength_k] and shares
     pi_k (summing to 1 over k wherever some w_k > 0) of hints on a grid.
 
     light: (gh, gw) lightness normalised to [0, 1] at the grid's resolution;
     contrast: (gh, gw) local contrast (local_contrast), for the edge shares.
+    point_light: (K, gh, gw) the lightness the edge shares compare with at
+    each hint's seed cells (point_lightness; NaN: the cell's own), or None.
     size: (H, W) of the displayed image the hint coordinates refer to.
     """
     check_inside(hints, size)
@@ -140,7 +176,7 @@ def weight_maps(hints, light, size, options, contrast=None):
     if options.propagation == "edge":
         seeds = _seeds(d, size, grid)
         d = _geodesic(seeds, light.float(), size, options)
-        match = _seed_mismatch(seeds, light.float(), contrast, options)
+        match = _seed_mismatch(seeds, light.float(), contrast, options, point_light)
     r = options.radius
     strength = torch.tensor([options.strength if h.strength is None else h.strength for h in hints])[:, None, None]
     fall = -d * d / (2 * r * r)
@@ -150,21 +186,25 @@ def weight_maps(hints, light, size, options, contrast=None):
     return w, shares
 
 
-def _seed_mismatch(seeds, light, contrast, options):
+def _seed_mismatch(seeds, light, contrast, options, point_light=None):
     """(K, gh, gw) min over the seed cells s of hint k of
-    (L - L_s)^2 / 2 sl^2 + (C - C_s)^2 / 2 sc^2 (0 where both terms are off)."""
+    (L - L_s)^2 / 2 sl^2 + (C - C_s)^2 / 2 sc^2 (0 where both terms are off);
+    L_s from point_light where it is given (not NaN)."""
     terms = []
     if options.lightness_sigma > 0:
-        terms.append((light, options.lightness_sigma))
+        terms.append(("light", light, options.lightness_sigma))
     if options.contrast_sigma > 0 and contrast is not None:
-        terms.append((contrast.float(), options.contrast_sigma))
+        terms.append(("contrast", contrast.float(), options.contrast_sigma))
     out = torch.zeros(seeds.shape)
     if not terms:
         return out
     for k in range(seeds.shape[0]):
         cells = torch.isfinite(seeds[k])
         total = 0.0
-        for feature, sigma in terms:
-            total = total + (feature[None] - feature[cells][:, None, None]) ** 2 / (2 * sigma * sigma)
+        for name, feature, sigma in terms:
+            at = feature[cells]
+            if name == "light" and point_light is not None:
+                at = torch.where(torch.isnan(point_light[k][cells]), at, point_light[k][cells])
+            total = total + (feature[None] - at[:, None, None]) ** 2 / (2 * sigma * sigma)
         out[k] = total.amin(0)
     return out

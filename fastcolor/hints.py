@@ -76,6 +76,14 @@ image and aspect ratio. The falloff is
   several hints reach a pixel, the one whose seeds match its lightness and
   texture wins it, instead of the colours being averaged.
 
+Full resolution (``full_resolution=True``, the default; edge propagation
+only): L_s is the lightness where the hint lies, read on the network input
+(point_lightness) rather than the seed cell's mean, and the hints' effect
+(the steered chroma minus the plain one, both decoded on the grid and
+upsampled) is refined at full resolution by a guided filter guided by the
+lightness (fastcolor.hint_refine), so a hinted colour stops at the
+lightness edges inside the 4 x 4-pixel cells. Without hints nothing changes.
+
 Palettes (``Palette``): colours for the whole image, given as hex or taken
 from an image (its k most frequent codebook bins).
 
@@ -102,7 +110,7 @@ import re
 import torch
 import torch.nn.functional as F
 
-from .hint_maps import CUTOFF, check_inside, local_contrast, seed_lightness, weight_maps
+from .hint_maps import CUTOFF, check_inside, local_contrast, point_lightness, seed_lightness, weight_maps
 
 __all__ = ["CUTOFF", "Hint", "HintOptions", "Palette", "PROPAGATIONS", "PALETTE_MODES", "parse_color", "as_hints", "check_inside",
            "local_contrast", "project_to_palette", "shading_ratio", "steer_logits", "weight_maps"]
@@ -255,6 +263,9 @@ class HintOptions:
     sigma: kernel width s in chroma units [None: 2 x codebook.default_sigma,
         10 a*b* units for zhang313]; the effective width at the hint point
         is s / sqrt(strength).
+    full_resolution: the edge propagation reads each hint's lightness at
+        its pixels and refines the hints' effect at full resolution along
+        the lightness edges (fastcolor.hint_refine) [True].
     """
 
     propagation: str = "edge"
@@ -265,12 +276,14 @@ class HintOptions:
     contrast_sigma: float = DEFAULT_CONTRAST_SIGMA
     sigma: float | None = None
     shading: bool = True
+    full_resolution: bool = True
 
     def __post_init__(self):
         if self.propagation not in PROPAGATIONS:
             raise ValueError(f"propagation must be one of {PROPAGATIONS}, got {self.propagation!r}")
-        if not isinstance(self.shading, bool):
-            raise ValueError(f"hint option shading must be True or False, got {self.shading!r}")
+        for name in ("shading", "full_resolution"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"hint option {name} must be True or False, got {getattr(self, name)!r}")
         for name, positive in (("strength", False), ("radius", True), ("edge_sensitivity", False),
                                ("lightness_sigma", False), ("contrast_sigma", False), ("sigma", True)):
             value = getattr(self, name)
@@ -283,6 +296,11 @@ class HintOptions:
 
     def kernel_sigma(self, codebook):
         return self.sigma if self.sigma is not None else DEFAULT_SIGMA_FACTOR * codebook.default_sigma
+
+    @property
+    def refines(self):
+        """Whether the hints' effect is refined at full resolution (fastcolor.hint_refine)."""
+        return self.propagation == "edge" and self.full_resolution
 
 
 @dataclasses.dataclass(frozen=True)
@@ -435,7 +453,8 @@ def steer_logits(logits, light, sizes, hints, palette, codebook, options, palett
         li = light[i, 0].float().cpu()
         lg = F.interpolate(li[None, None], size=grid, mode="area")[0, 0]
         contrast = local_contrast(li, grid) if options.propagation == "edge" else None
-        wm, shares = weight_maps(image_hints, lg, sizes[i], options, contrast)  # (K, gh, gw) each
+        point_light = point_lightness(image_hints, li, sizes[i], grid) if options.refines else None
+        wm, shares = weight_maps(image_hints, lg, sizes[i], options, contrast, point_light)  # (K, gh, gw) each
         targets = _rgb_chroma([hint.color for hint in image_hints], space)  # (K, 2)
         weight = wm.sum(0)[None]  # (1, gh, gw): W
         if options.shading:

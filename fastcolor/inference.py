@@ -294,6 +294,8 @@ class Colorizer:
             sizes = [tuple(light.shape[-2:]) for light in lights]
             steered = steer_logits(out, x, sizes, steer[0], steer[1], self.codebook, steer[2], steer[3])
             chroma_small = self.decoder(steered, temperature=t)
+            if steer[2].refines and any(steer[0]):  # the hints' effect refined at full resolution
+                plain_small = self.decoder(out, temperature=t)
         else:
             chroma_small = self.decoder(out, temperature=t)
         # Finite or refuse, one check (one sync) per batch: NaN/inf would come out as a black image.
@@ -313,6 +315,10 @@ class Colorizer:
         for i, ((rgb, alpha), light) in enumerate(zip(loaded, lights)):
             full = tuple(light.shape[-2:])
             chroma = resize(chroma_small[i:i + 1], full)
+            if steer is not None and steer[2].refines and steer[0][i]:
+                from .hint_refine import refine_chroma
+
+                chroma = refine_chroma(plain_small[i:i + 1], chroma_small[i:i + 1], space.normalize_light(light))
             if steer is not None and steer[1] is not None and steer[1].mode == "restrict":
                 from .hints import project_to_palette
 
@@ -356,7 +362,14 @@ class Prepared:
                 from .hints import steer_logits
 
                 z = steer_logits(z, self.x, [self.size], steer[0], steer[1], colorizer.codebook, steer[2], steer[3])
-            chroma = resize(colorizer.decoder(z, temperature=t), self.size)
+            small = colorizer.decoder(z, temperature=t)
+            if steer is not None and steer[2].refines and steer[0][0]:
+                from .hint_refine import refine_chroma
+
+                chroma = refine_chroma(colorizer.decoder(self.logits, temperature=t), small,
+                                       colorizer.color_space.normalize_light(self.light))
+            else:
+                chroma = resize(small, self.size)
             if steer is not None and steer[1] is not None and steer[1].mode == "restrict":
                 from .hints import project_to_palette
 

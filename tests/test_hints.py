@@ -5,12 +5,14 @@ import json
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from fastcolor import Codebook
 from fastcolor.cli import main
 from fastcolor.color.spaces import color_space
-from fastcolor.hint_maps import seed_lightness
+from fastcolor.hint_maps import point_lightness, seed_cells, seed_lightness
+from fastcolor.hint_refine import box_mean, guided_filter
 from fastcolor.hints import (Hint, HintOptions, Palette, local_contrast, project_to_palette, shading_ratio, steer_logits,
                              weight_maps)
 from fastcolor.inference import Colorizer
@@ -50,17 +52,49 @@ def test_edge_aware_hint_stays_on_its_side(colorizer):
     img = _two_regions()
     plain = colorizer.colorize(img)
     changes = {}
-    for prop in ("edge", "gaussian"):
+    variants = (("edge", {}), ("grid", {"full_resolution": False}), ("gaussian", {"propagation": "gaussian"}))
+    for name, options in variants:
         # the shipped defaults (radius 0.32, edge sensitivity 1): a 0.55 lightness step costs
         # 0.55 shorter sides, the hint at x = 10 is 0.35 of a side from the edge
-        out = colorizer.colorize(img, hints=[(10, 32, "#20a020")], hint_options={"propagation": prop})
-        changes[prop] = (out.chroma - plain.chroma).norm(dim=0)
-    # near the hint, both change the colour a lot
-    assert changes["edge"][32, 10] > 30 and changes["gaussian"][32, 10] > 30
-    assert changes["edge"][32, 40] > 30  # the whole dark region (same lightness) is filled
-    # across the edge: the edge-aware falloff leaves the bright side alone, the Gaussian does not
-    assert changes["edge"][:, 60:].max() < 1.0
+        out = colorizer.colorize(img, hints=[(10, 32, "#20a020")], hint_options=options)
+        changes[name] = (out.chroma - plain.chroma).norm(dim=0)
+    # near the hint, all change the colour a lot
+    assert all(changes[name][32, 10] > 30 for name in changes)
+    assert changes["edge"][32, 40] > 30 and changes["grid"][32, 40] > 30  # the dark region (same lightness) is filled
+    # across the edge (x = 48): the edge-aware falloff leaves the bright side alone, the Gaussian does not
+    assert changes["grid"][:, 60:].max() < 1.0
     assert changes["gaussian"][32, 60] > 30
+    # full resolution: the guided filter's windows (2 logit cells of 6 pixels: radius 12, reach 24 past
+    # the grid's own bleed of a pixel or two) let a faint trace over the edge, far below the grid's
+    # bleed into the first bright column
+    assert changes["edge"][:, 48:].max() < 0.5 * changes["grid"][:, 48].max()
+    assert changes["edge"][:, 60:].max() < 3.0 and changes["edge"][:, 48 + 28:].max() < 1e-3
+    # and the hint fills the dark side up to the edge, where the grid's upsampling fades it
+    assert (changes["edge"][:, 47] > changes["grid"][:, 47] + 3).all()
+
+
+def test_full_resolution_hint_follows_an_edge_inside_a_cell(colorizer):
+    """A lightness edge at x = 51, inside a logit cell (the cells are 6 pixels wide: 48..53): a hint
+    on the bright side colours it up to the edge at full resolution and stops there within a pixel;
+    the grid's bilinear upsampling spreads the step over the whole cell and beyond."""
+    img = torch.full((3, 64, 96), 0.2)
+    img[:, :, 51:] = 0.85
+    plain = colorizer.colorize(img)
+    ch = {}
+    for full in (True, False):
+        out = colorizer.colorize(img, hints=[(75, 32, "#2040d0")], hint_options={"full_resolution": full})
+        ch[full] = (out.chroma - plain.chroma).norm(dim=0)[8:56].mean(0)  # per column, away from the borders
+    assert ch[True][51] - ch[True][50] > 30 and ch[False][51] - ch[False][50] < 10  # a sharp step at the edge
+    assert ch[True][51:55].mean() > ch[False][51:55].mean() + 10  # the bright side of the cell is filled
+    assert ch[True][48:51].mean() < 0.5 * ch[False][48:51].mean()  # the dark side of the cell much less touched
+
+
+def test_no_hints_unchanged_whatever_the_options(colorizer):
+    img = torch.rand(3, 40, 50, generator=torch.Generator().manual_seed(3))
+    plain = colorizer.colorize(img)
+    for options in ({"full_resolution": True}, {"full_resolution": False}, {"propagation": "gaussian"}):
+        out = colorizer.colorize(img, hints=[], hint_options=options)
+        assert torch.equal(plain.rgb, out.rgb) and torch.equal(plain.chroma, out.chroma)
 
 
 def test_strong_hint_reaches_its_colour_at_t0(colorizer):
@@ -362,6 +396,31 @@ def test_cli_hint_shading(model_file, tmp_path):
     assert outs["default"][16, 5] < outs["no-hint-shading"][16, 5] - 5
 
 
+def _colorize_file(model_file, tmp_path, name):
+    assert main(["colorize", str(tmp_path / name), "-o", str(tmp_path / "plain"), "--model", str(model_file)]) == 0
+    rgb = torch.from_numpy(_read(tmp_path / "plain" / name)).permute(2, 0, 1).float()[None] / 255
+    return color_space("lab").chroma(rgb)[0]
+
+
+def test_cli_hint_full_resolution(model_file, tmp_path):
+    # a lightness edge inside a logit cell, a hint on its bright side: with the full-resolution step
+    # (default) the dark pixels next to the edge keep less of the hinted colour than without it
+    img = np.full((32, 64), 50, np.uint8)
+    img[:, 35:] = 215
+    Image.fromarray(img).save(tmp_path / "edge.png")
+    outs = {}
+    for flag in ([], ["--hint-full-resolution"], ["--no-hint-full-resolution"]):
+        name = flag[0][2:] if flag else "default"
+        assert main(["colorize", str(tmp_path / "edge.png"), "-o", str(tmp_path / name), "--model", str(model_file),
+                     "--hint", "50,16,#2040d0", *flag]) == 0
+        rgb = torch.from_numpy(_read(tmp_path / name / "edge.png")).permute(2, 0, 1).float()[None] / 255
+        outs[name] = color_space("lab").chroma(rgb)[0]  # (2, h, w)
+    plain = _colorize_file(model_file, tmp_path, "edge.png")
+    change = {k: (v - plain).norm(dim=0)[4:28].mean(0) for k, v in outs.items()}  # per column
+    assert torch.equal(outs["default"], outs["hint-full-resolution"])
+    assert change["default"][31:35].mean() < change["no-hint-full-resolution"][31:35].mean() - 3
+
+
 def test_cli_hints_json(model_file, tmp_path, capsys):
     folder = tmp_path / "in"
     folder.mkdir()
@@ -391,3 +450,42 @@ def test_cli_hints_json(model_file, tmp_path, capsys):
     assert main(["colorize", str(a), "-o", str(tmp_path / "w"), "--model", str(model_file),
                  "--hints", str(hints)]) == 2
     assert "hints.json" in capsys.readouterr().err
+
+
+def test_box_mean_matches_clipped_average_pooling():
+    g = torch.Generator().manual_seed(11)
+    for shape, r in (((1, 2, 7, 13), 1), ((2, 1, 20, 9), 3), ((1, 1, 5, 5), 6)):
+        x = torch.randn(*shape, generator=g)
+        k = 2 * r + 1
+        count = F.avg_pool2d(F.pad(torch.ones_like(x), (r,) * 4), k, stride=1)
+        ref = F.avg_pool2d(F.pad(x, (r,) * 4), k, stride=1) / count
+        torch.testing.assert_close(box_mean(x, r).float(), ref, rtol=1e-5, atol=1e-6)
+
+
+def test_guided_filter_properties():
+    g = torch.Generator().manual_seed(12)
+    guide = torch.rand(1, 1, 31, 40, generator=g)
+    # zero stays exactly zero (far from every hint nothing changes); a constant stays that constant
+    assert torch.equal(guided_filter(guide, torch.zeros(1, 2, 31, 40), 4, 1e-4), torch.zeros(1, 2, 31, 40))
+    torch.testing.assert_close(guided_filter(guide, torch.full((1, 2, 31, 40), 7.0), 4, 1e-4),
+                               torch.full((1, 2, 31, 40), 7.0))
+    # an input that is a linear function of the guide is kept (eps -> 0)
+    x = torch.cat([3 * guide - 1, -2 * guide + 5], 1)
+    torch.testing.assert_close(guided_filter(guide, x, 3, 1e-9), x, rtol=1e-4, atol=1e-4)
+    # a step that follows a guide's edge comes out sharper than its blurred version went in
+    step = torch.zeros(1, 1, 16, 32)
+    step[..., 17:] = 1.0
+    blurred = F.avg_pool2d(F.pad(step, (3, 3, 0, 0), mode="replicate"), (1, 7), stride=1)
+    out = guided_filter(step, blurred, 4, 1e-4)
+    assert (out - step).abs().max() < 0.5 * (blurred - step).abs().max()
+
+
+def test_point_lightness_reads_the_hint_pixel():
+    fine = torch.full((64, 64), 0.1)
+    fine[20:23, 30:33] = 0.9  # a small bright object inside a 4 x 4 cell
+    hints = [Hint.point(31, 21, "#ff0000"), Hint.point(5, 5, "#00ff00")]
+    pl = point_lightness(hints, fine, (64, 64), (16, 16))
+    seeds = seed_cells(hints, (64, 64), (16, 16))
+    assert float(pl[0][seeds[0]].nan_to_num(-1).max()) == pytest.approx(0.9)  # not the cell's mean (0.1 + 0.8 x 5/16)
+    assert float(pl[1][seeds[1]].nan_to_num(-1).max()) == pytest.approx(0.1)
+    assert torch.isnan(pl[~seeds]).all()
