@@ -277,7 +277,6 @@ const T* tile_rows(const scalar_t* src, const PixelLayout& l, int64_t p0, int64_
   return buf;
 }
 
-
 // Outputs at least this large are written with streaming stores (below):
 // several times a core's L2, so that they would not stay cached until read.
 constexpr int64_t kStreamBytes = int64_t(4) << 20;

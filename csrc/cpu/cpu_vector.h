@@ -1,6 +1,6 @@
 // Vector math of the CPU kernels: the AVX-512 exp and log of sixteen lanes
 // (where the compiler's auto-vectorised scalar functions cost more
-// instructions) and the softmax's exp pass over a tile's rows.
+// instructions) and the softmax's exp sweep over a tile's rows.
 #pragma once
 
 #include "cpu_common.h"
@@ -130,46 +130,51 @@ __attribute__((always_inline)) inline void exp_rows(const T* __restrict z, int64
   }
 }
 
+// The softmax's terms of a tile's rows: e = exp(z - m0) into out (when
+// store), their per-lane sums s0 and each lane's max logit m. The shift m0
+// only keeps exp in range (a softmax is the same for any shift): with
+// AVX-512 and float32 it is the lane's first logit, so that one sweep finds
+// the max and the terms together, kept where every lane's sum lies in
+// [1, 1e37] (no logit 85 or more above the first, none not finite); else,
+// and for other types or targets, m0 = m (tile_max, then exp_rows). Returns
+// whether m0 is the first logit.
+template <typename T>
+inline bool softmax_terms(const T* __restrict z, int64_t zs, int64_t nq, T* __restrict out,
+                          int64_t os, T* __restrict s0, T* __restrict m, bool store) {
 #if defined(__AVX512F__)
-// exp_rows with each lane shifted by its first logit z_0 instead of its max
-// (float32, AVX-512): e = exp(z - z_0) into out (when store), the sums s and
-// the lanes' max logit zmax. The shift only keeps exp in range, and a
-// softmax is the same for any shift, so this saves the sweep that finds the
-// max first (then exp(z_0 - zmax) turns s into the max-shifted sum).
-// Returns false when a lane's sum is not in [1, 1e37] (a logit 85 or more
-// above the first, or one not finite): the caller then redoes the tile with
-// tile_max and exp_rows.
-inline bool exp_rows_from_first(const float* __restrict z, int64_t zs, int64_t nq,
-                                float* __restrict out, int64_t os, float* __restrict s,
-                                float* __restrict zmax, bool store) {
-  constexpr int64_t V = 16, C = kTile / V;
-  vf16 acc[C], mx[C], m0[C];
-  for (int64_t c = 0; c < C; ++c) {
-    std::memcpy(&m0[c], z + c * V, sizeof(vf16));
-    acc[c] = vf16{};
-    mx[c] = m0[c];
-  }
-  for (int64_t q = 0; q < nq; ++q) {
-    const float* __restrict zr = z + q * zs;
-    float* __restrict o = out + q * os;
+  if constexpr (std::is_same_v<T, float>) {
+    constexpr int64_t V = 16, C = kTile / V;
+    vf16 acc[C], mx[C], m0[C];
     for (int64_t c = 0; c < C; ++c) {
-      vf16 v;
-      std::memcpy(&v, zr + c * V, sizeof(v));
-      mx[c] = v > mx[c] ? v : mx[c];
-      v = exp16_nonpositive(v - m0[c]);  // (valid for x > 0 too, up to overflow)
-      if (store) std::memcpy(o + c * V, &v, sizeof(v));
-      acc[c] += v;
+      std::memcpy(&m0[c], z + c * V, sizeof(vf16));
+      acc[c] = vf16{};
+      mx[c] = m0[c];
     }
+    for (int64_t q = 0; q < nq; ++q) {
+      const float* __restrict zr = z + q * zs;
+      float* __restrict o = out + q * os;
+      for (int64_t c = 0; c < C; ++c) {
+        vf16 v;
+        std::memcpy(&v, zr + c * V, sizeof(v));
+        mx[c] = v > mx[c] ? v : mx[c];
+        v = exp16_nonpositive(v - m0[c]);  // (valid for x > 0 too, up to overflow)
+        if (store) std::memcpy(o + c * V, &v, sizeof(v));
+        acc[c] += v;
+      }
+    }
+    bool ok = true;
+    for (int64_t c = 0; c < C; ++c) {
+      ok &= all_within(acc[c], 1.f, 1e37f);
+      std::memcpy(s0 + c * V, &acc[c], sizeof(vf16));
+      std::memcpy(m + c * V, &mx[c], sizeof(vf16));
+    }
+    if (ok) return true;
   }
-  bool ok = true;
-  for (int64_t c = 0; c < C; ++c) {
-    ok &= all_within(acc[c], 1.f, 1e37f);
-    std::memcpy(s + c * V, &acc[c], sizeof(vf16));
-    std::memcpy(zmax + c * V, &mx[c], sizeof(vf16));
-  }
-  return ok;
+#endif
+  tile_max(z, zs, nq, m);
+  exp_rows(z, zs, m, out, os, nq, s0, store);
+  return false;
 }
-#endif  // __AVX512F__
 
 }  // namespace cpu
 }  // namespace fastcolor

@@ -148,21 +148,14 @@ void cross_entropy_cpu_kernel(const at::Tensor& logits, const at::Tensor& ab,
         }
       }
       // m = max z, s = sum_q exp(z - m); the gradient's rows get the terms
-      // exp(z - m0) and s0 their sum, with m0 = m, or (AVX-512, float32)
-      // the first logit, which saves a sweep (cpu::exp_rows_from_first).
+      // exp(z - m0) and s0 their sum (cpu::softmax_terms: m0 = m, or the
+      // first logit, which saves a sweep).
       acc_t m[T], s[T], s0[T];
-      bool shifted = false;
-#if defined(__AVX512F__)
-      if constexpr (std::is_same_v<acc_t, float>) {
-        shifted = cpu::exp_rows_from_first(zt, rs, nq, gt, gs, s0, m, g_dst != nullptr);
-        if (shifted)  // (z_0 <= max z: the branch-free exp, which vectorises)
-          for (int64_t t = 0; t < T; ++t) s[t] = s0[t] * exp_nonpositive(zt[t] - m[t]);
-      }
-#endif
-      if (!shifted) {
-        cpu::tile_max(zt, rs, nq, m);
-        cpu::exp_rows(zt, rs, m, gt, gs, nq, s, g_dst != nullptr);
-        for (int64_t t = 0; t < T; ++t) s0[t] = s[t];
+      if (cpu::softmax_terms(zt, rs, nq, gt, gs, s0, m, g_dst != nullptr)) {
+        // z_0 <= max z: the branch-free exp, which vectorises.
+        for (int64_t t = 0; t < T; ++t) s[t] = s0[t] * exp_nonpositive(zt[t] - m[t]);
+      } else {
+        for (int64_t t = 0; t < T; ++t) s[t] = s0[t];
       }
       // -sum_j t_j log softmax(z)_j = log(s) sum_j t_j + sum_j t_j (m - z_j):
       // every term is >= 0 and none grows with a shift of all the logits, so

@@ -130,7 +130,7 @@ bool blend_and_sum16(const float* __restrict e, const float* inv, const float* w
 //  4. ab = annealed mean of log s: sum_q c_q exp((log s_q - log max s) / T),
 //     normalised; T = 0: the first largest s, NaN if any s is NaN or < 0.
 // With AVX-512 (float32 logits), step 1 shifts by the first logit instead of
-// the max (exp_rows_from_first) and steps 3 and 4 are one sweep without the
+// the max (cpu::softmax_terms) and steps 3 and 4 are one sweep without the
 // max (blend_and_sum16), each falling back to the steps above for a tile
 // where its range check fails. The tile's rows stay in cache between the
 // sweeps, so memory sees one read of the logits and the state and one write
@@ -180,33 +180,25 @@ void temporal_decode_cpu_kernel(const at::Tensor& logits, const at::Tensor& stat
       float* nt = run ? n_dst + off[0] : nbuf.data();
       const int64_t ns = run ? ln.s_c : L;
 
-      acc_t m[L], sum[L], inv[L], w[L], emax[L];
-      // float32: exp(z - m) is kept in a cache-resident buffer for the blend
+      acc_t m[L], sum[L], inv[L], w[L];
+      // float32: exp(z - m0) is kept in a cache-resident buffer for the blend
       // (one exp per logit); float64 computes it twice rather than round it
-      // through float32.
+      // through float32, with m0 = m (cpu::softmax_terms shifts by the first
+      // logit for float32 only).
       constexpr bool keep_exp = std::is_same_v<acc_t, float>;
-      bool shifted = false;  // by the first logit (then m is not used)
-#if defined(__AVX512F__)
-      if constexpr (keep_exp) {
-        float zmax[L];
-        shifted = cpu::exp_rows_from_first(zt, zs, nq, ebuf.data(), L, sum, zmax, true);
-        if (shifted && gated)  // the largest term, exp(max z - z_0)
-          for (int64_t t = 0; t < L; ++t) emax[t] = 1.f / exp_nonpositive(zt[t] - zmax[t]);
-      }
-#endif
-      if (!shifted) {
-        cpu::tile_max(zt, zs, nq, m);
-        if constexpr (keep_exp) {
-          cpu::exp_rows(zt, zs, m, ebuf.data(), L, nq, sum, true);
-        } else {
-          cpu::exp_rows(zt, zs, m, static_cast<acc_t*>(nullptr), L, nq, sum, false);
-        }
-        for (int64_t t = 0; t < L; ++t) emax[t] = 1;
-      }
+      acc_t* e_out = nullptr;
+      if constexpr (keep_exp) e_out = ebuf.data();
+      const bool shifted = cpu::softmax_terms(zt, zs, nq, e_out, L, sum, m, keep_exp);
       for (int64_t t = 0; t < L; ++t) {
         inv[t] = acc_t(1) / sum[t];
         const acc_t wt = t < cnt ? static_cast<acc_t>(w_src[lw.offset(p0 + t)]) : acc_t(0);
-        w[t] = gated ? wt * std::pow(acc_t(1) - emax[t] * inv[t], sharp) : wt;
+        if (!gated) {
+          w[t] = wt;
+          continue;
+        }
+        // max p = exp(max z - m0) / sum
+        const acc_t maxp = shifted ? inv[t] / exp_nonpositive(zt[t] - m[t]) : inv[t];
+        w[t] = wt * std::pow(acc_t(1) - maxp, sharp);
       }
 
       float sa[L], sb[L];
