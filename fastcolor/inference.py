@@ -314,15 +314,9 @@ class Colorizer:
         results = []
         for i, ((rgb, alpha), light) in enumerate(zip(loaded, lights)):
             full = tuple(light.shape[-2:])
-            chroma = resize(chroma_small[i:i + 1], full)
-            if steer is not None and steer[2].refines and steer[0][i]:
-                from .hint_refine import refine_chroma
-
-                chroma = refine_chroma(plain_small[i:i + 1], chroma_small[i:i + 1], space.normalize_light(light))
-            if steer is not None and steer[1] is not None and steer[1].mode == "restrict":
-                from .hints import project_to_palette
-
-                chroma = project_to_palette(chroma, steer[3], steer[1].restrict_distance(self.codebook))
+            refined = steer is not None and steer[2].refines and steer[0][i]
+            chroma = _full_chroma(self, chroma_small[i:i + 1], plain_small[i:i + 1] if refined else None,
+                                  light, steer)
             rgb_out = to_uint8(space.join(light, chroma)[0]).cpu()
             result = ColorizeResult(rgb=rgb_out, alpha=alpha, light=light[0].float().cpu(),
                                     chroma=chroma[0].cpu(), space=self.space)
@@ -363,15 +357,27 @@ class Prepared:
 
                 z = steer_logits(z, self.x, [self.size], steer[0], steer[1], colorizer.codebook, steer[2], steer[3])
             small = colorizer.decoder(z, temperature=t)
-            if steer is not None and steer[2].refines and steer[0][0]:
-                from .hint_refine import refine_chroma
-
-                chroma = refine_chroma(colorizer.decoder(self.logits, temperature=t), small,
-                                       colorizer.color_space.normalize_light(self.light))
-            else:
-                chroma = resize(small, self.size)
-            if steer is not None and steer[1] is not None and steer[1].mode == "restrict":
-                from .hints import project_to_palette
-
-                chroma = project_to_palette(chroma, steer[3], steer[1].restrict_distance(colorizer.codebook))
+            refined = steer is not None and steer[2].refines and steer[0][0]
+            plain = colorizer.decoder(self.logits, temperature=t) if refined else None
+            chroma = _full_chroma(colorizer, small, plain, self.light, steer)
             return to_uint8(colorizer.color_space.join(self.light, chroma)[0]).cpu()
+
+
+def _full_chroma(colorizer, small, plain, light, steer):
+    """(1, 2, H, W) chroma at the size of light (1, 1, H, W) from small, the
+    decode on the logit grid: the hints' effect refined along the
+    full-resolution lightness (fastcolor.hint_refine) when plain, the
+    unhinted decode, is given, else a bilinear resize; then projected onto a
+    restricting palette (steer: Colorizer.steering's tuple, or None)."""
+    space = colorizer.color_space
+    if plain is not None:
+        from .hint_refine import refine_chroma
+
+        chroma = refine_chroma(plain, small, space.normalize_light(light))
+    else:
+        chroma = resize(small, tuple(light.shape[-2:]))
+    if steer is not None and steer[1] is not None and steer[1].mode == "restrict":
+        from .hints import project_to_palette
+
+        chroma = project_to_palette(chroma, steer[3], steer[1].restrict_distance(colorizer.codebook))
+    return chroma
