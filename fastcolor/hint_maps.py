@@ -136,8 +136,8 @@ def point_lightness(hints, fine, size, grid):
     cell's own lightness is used). A hint on a small object or near an edge
     so matches the object's lightness, not the cell's mix."""
     (H, W), (h, w), (gh, gw) = size, tuple(fine.shape), grid
-    f = F.pad(fine.float()[None, None], (1, 1, 1, 1), mode="replicate")
-    med = f.unfold(2, 3, 1).unfold(3, 3, 1).reshape(h, w, 9).median(-1).values  # 3 x 3 median
+    f = F.pad(fine.float()[None, None], (1, 1, 1, 1), mode="replicate")[0, 0]
+    offsets = torch.arange(3)
     seeds = seed_cells(hints, size, grid)
     out = torch.full((len(hints), gh, gw), float("nan"))
     for k, hint in enumerate(hints):
@@ -151,7 +151,10 @@ def point_lightness(hints, fine, size, grid):
         fy = (xy[:, 1] * h / H).long().clamp(0, h - 1)
         cx = (xy[:, 0] * gw / W).long().clamp(0, gw - 1)
         cy = (xy[:, 1] * gh / H).long().clamp(0, gh - 1)
-        values = med[fy, fx]
+        # the 3 x 3 median around each sample only (padded f: pixel (y, x) is f[y + 1, x + 1])
+        rows = (fy[:, None] + offsets)[:, :, None].expand(-1, 3, 3)
+        cols = (fx[:, None] + offsets)[:, None, :].expand(-1, 3, 3)
+        values = f[rows, cols].reshape(-1, 9).median(-1).values
         for cell in set(zip(cy.tolist(), cx.tolist())):
             if seeds[k, cell[0], cell[1]]:
                 inside = (cy == cell[0]) & (cx == cell[1])
