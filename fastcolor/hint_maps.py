@@ -11,11 +11,12 @@ import math
 import torch
 import torch.nn.functional as F
 
-__all__ = ["CONTRAST_WINDOW", "CUTOFF", "check_inside", "local_contrast", "point_lightness", "seed_cells",
-           "seed_lightness", "weight_maps"]
+__all__ = ["CONTRAST_WINDOW", "CUTOFF", "check_inside", "geodesic_distances", "local_contrast", "point_lightness",
+           "seed_cells", "seed_lightness", "weight_maps"]
 
 CUTOFF = 3.0  # w = 0 beyond 3 r
 CONTRAST_WINDOW = 5  # local contrast averaged over 5 x 5 cells
+GEODESIC_CHUNK = 32  # hints relaxed together in geodesic_distances
 
 
 def _grid_geometry(size, grid):
@@ -53,10 +54,14 @@ def _polyline_distances(hints, size, grid):
 _NEIGHBOURS = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
 
 
-def _geodesic(seeds, light, size, options):
-    """Geodesic distances from seed distances (K, gh, gw) (inf = not a seed),
-    step cost sqrt(step^2 + (edge_sensitivity dL)^2), relaxed until stable or
-    until every path shorter than the cutoff is found."""
+def geodesic_distances(seeds, light, size, options):
+    """(K, gh, gw) geodesic distances on the grid of light (gh, gw) (8
+    neighbours, a step costing sqrt(step^2 + (edge_sensitivity dL)^2), steps
+    in units of the shorter side of an image of size (H, W)) from seed
+    distances (K, gh, gw) (inf: not a seed), one map per hint. Relaxed until
+    stable or until every path shorter than the cutoff (CUTOFF
+    options.radius) is found: exact up to the cutoff, an upper bound
+    beyond."""
     K, gh, gw = seeds.shape
     H, W = size
     dy, dx = H / gh / min(H, W), W / gw / min(H, W)
@@ -70,18 +75,24 @@ def _geodesic(seeds, light, size, options):
         valid[1:-1, 1:-1] = True
         c = torch.where(valid[1 + oy:1 + oy + gh, 1 + ox:1 + ox + gw], c, float("inf"))
         costs.append(c)
-    costs = torch.stack(costs)[:, None]  # (8, 1, gh, gw): the cost from the neighbour to the cell
     limit = CUTOFF * options.radius
     steps = min(int(math.ceil(limit / min(dx, dy))) + 1, gh * gw)
-    d = seeds
-    for _ in range(steps):
-        dp = F.pad(d[None], (1, 1, 1, 1), value=float("inf"))[0]
-        nb = torch.stack([dp[:, 1 + oy:1 + oy + gh, 1 + ox:1 + ox + gw] for oy, ox in _NEIGHBOURS])
-        new = torch.minimum(d, (nb + costs).amin(0))
-        if torch.equal(new, d):
-            break
-        d = new
-    return d
+    out = torch.empty_like(seeds)
+    for start in range(0, K, GEODESIC_CHUNK):  # a few hints at a time: memory bounded at any number of hints
+        d = seeds[start:start + GEODESIC_CHUNK].clone()
+        padded = torch.full((d.shape[0], gh + 2, gw + 2), float("inf"))
+        new, through = torch.empty_like(d), torch.empty_like(d)
+        for _ in range(steps):
+            padded[:, 1:-1, 1:-1] = d
+            new.copy_(d)
+            for (oy, ox), cost in zip(_NEIGHBOURS, costs):  # cost: from the neighbour to the cell
+                torch.add(padded[:, 1 + oy:1 + oy + gh, 1 + ox:1 + ox + gw], cost, out=through)
+                torch.minimum(new, through, out=new)
+            if torch.equal(new, d):
+                break
+            d, new = new, d
+        out[start:start + GEODESIC_CHUNK] = d
+    return out
 
 
 def seed_cells(hints, size, grid):
@@ -178,7 +189,7 @@ def weight_maps(hints, light, size, options, contrast=None, point_light=None):
     match = torch.zeros(len(hints), *grid)
     if options.propagation == "edge":
         seeds = _seeds(d, size, grid)
-        d = _geodesic(seeds, light.float(), size, options)
+        d = geodesic_distances(seeds, light.float(), size, options)
         match = _seed_mismatch(seeds, light.float(), contrast, options, point_light)
     r = options.radius
     strength = torch.tensor([options.strength if h.strength is None else h.strength for h in hints])[:, None, None]
