@@ -17,6 +17,7 @@ __all__ = ["CONTRAST_WINDOW", "CUTOFF", "check_inside", "geodesic_distances", "l
 CUTOFF = 3.0  # w = 0 beyond 3 r
 CONTRAST_WINDOW = 5  # local contrast averaged over 5 x 5 cells
 GEODESIC_CHUNK = 32  # hints relaxed together in geodesic_distances
+SEGMENT_CHUNK = 256  # stroke segments measured together in _polyline_distances
 
 
 def _grid_geometry(size, grid):
@@ -42,12 +43,14 @@ def _polyline_distances(hints, size, grid):
             starts.append(a)
             ends.append(b)
             owner.append(k)
-    a = torch.tensor(starts)[:, None, :]  # (S, 1, 2)
-    ab = torch.tensor(ends)[:, None, :] - a
-    t = (((cells[None] - a) * ab).sum(-1) / (ab * ab).sum(-1).clamp_min(1e-12)).clamp(0, 1)  # (S, G)
-    d = (cells[None] - (a + t[..., None] * ab)).norm(dim=-1)
-    out = torch.full((len(hints), d.shape[1]), float("inf"))
-    out.scatter_reduce_(0, torch.tensor(owner)[:, None].expand_as(d), d, "amin")
+    starts, ends, owner = torch.tensor(starts), torch.tensor(ends), torch.tensor(owner)
+    out = torch.full((len(hints), cells.shape[0]), float("inf"))
+    for i in range(0, len(owner), SEGMENT_CHUNK):  # (segments, cells) a chunk at a time: memory bounded
+        a = starts[i:i + SEGMENT_CHUNK, None, :]  # (S, 1, 2)
+        ab = ends[i:i + SEGMENT_CHUNK, None, :] - a
+        t = (((cells[None] - a) * ab).sum(-1) / (ab * ab).sum(-1).clamp_min(1e-12)).clamp(0, 1)  # (S, G)
+        d = (cells[None] - (a + t[..., None] * ab)).norm(dim=-1)
+        out.scatter_reduce_(0, owner[i:i + SEGMENT_CHUNK, None].expand_as(d), d, "amin")
     return out.reshape(len(hints), *grid)
 
 
@@ -152,25 +155,40 @@ def point_lightness(hints, fine, size, grid):
     seeds = seed_cells(hints, size, grid)
     out = torch.full((len(hints), gh, gw), float("nan"))
     for k, hint in enumerate(hints):
-        pts = list(hint.points)
-        samples = [pts[0]]
-        for (x0, y0), (x1, y1) in zip(pts[:-1], pts[1:]):
-            n = max(1, int(math.ceil(max(abs(x1 - x0) * w / W, abs(y1 - y0) * h / H))))
-            samples += [(x0 + (x1 - x0) * i / n, y0 + (y1 - y0) * i / n) for i in range(1, n + 1)]
-        xy = torch.tensor(samples, dtype=torch.float64)
+        xy = _stroke_samples(hint.points, (h, w), (H, W))
         fx = (xy[:, 0] * w / W).long().clamp(0, w - 1)
         fy = (xy[:, 1] * h / H).long().clamp(0, h - 1)
-        cx = (xy[:, 0] * gw / W).long().clamp(0, gw - 1)
-        cy = (xy[:, 1] * gh / H).long().clamp(0, gh - 1)
+        cell = (xy[:, 1] * gh / H).long().clamp(0, gh - 1) * gw + (xy[:, 0] * gw / W).long().clamp(0, gw - 1)
+        on_seed = seeds[k].flatten()[cell]
+        fx, fy, cell = fx[on_seed], fy[on_seed], cell[on_seed]
         # the 3 x 3 median around each sample only (padded f: pixel (y, x) is f[y + 1, x + 1])
         rows = (fy[:, None] + offsets)[:, :, None].expand(-1, 3, 3)
         cols = (fx[:, None] + offsets)[:, None, :].expand(-1, 3, 3)
         values = f[rows, cols].reshape(-1, 9).median(-1).values
-        for cell in set(zip(cy.tolist(), cx.tolist())):
-            if seeds[k, cell[0], cell[1]]:
-                inside = (cy == cell[0]) & (cx == cell[1])
-                out[k, cell[0], cell[1]] = values[inside].median()
+        # the median of each cell's values (the lower middle one, as Tensor.median): sort by value, then
+        # stably by cell, and take the middle of each cell's run
+        by_value = values.sort(stable=True)
+        by_cell = cell[by_value.indices].sort(stable=True)
+        ordered = by_value.values[by_cell.indices]
+        cells, counts = torch.unique_consecutive(by_cell.values, return_counts=True)
+        first = counts.cumsum(0) - counts
+        out[k].view(-1)[cells] = ordered[first + (counts - 1) // 2]
     return out
+
+
+def _stroke_samples(points, fine, size):
+    """(S, 2) float64 (x, y): the first point, then along every segment one
+    sample per pixel of a (h, w) = fine image it crosses (points in pixels of
+    an image of size (H, W)), the segment's end included."""
+    pts = torch.tensor(points, dtype=torch.float64)  # (P, 2)
+    if len(pts) == 1:
+        return pts
+    start, step = pts[:-1], pts[1:] - pts[:-1]
+    n = torch.maximum(step[:, 0].abs() * fine[1] / size[1], step[:, 1].abs() * fine[0] / size[0])
+    n = n.ceil().clamp_min(1).long()
+    seg = torch.repeat_interleave(torch.arange(len(n)), n)
+    i = torch.arange(len(seg)) - (n.cumsum(0) - n)[seg] + 1  # 1 .. n within each segment
+    return torch.cat([pts[:1], start[seg] + step[seg] * i[:, None] / n[seg, None]])
 
 
 def weight_maps(hints, light, size, options, contrast=None, point_light=None):

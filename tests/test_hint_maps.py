@@ -1,5 +1,6 @@
-"""The edge-aware propagation's geodesic distances against an exact shortest-path oracle (Dijkstra on the
-same 8-neighbour graph, scipy), for more hints than are relaxed together, on odd grids and aspect ratios."""
+"""The hint maps against plain oracles: the edge-aware propagation's geodesic distances against an exact
+shortest path (Dijkstra on the same 8-neighbour graph, scipy), for more hints than are relaxed together, on odd
+grids and aspect ratios; the hints' lightness (point_lightness) against the same computed sample by sample."""
 
 import math
 
@@ -7,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from fastcolor.hint_maps import CUTOFF, GEODESIC_CHUNK, geodesic_distances
-from fastcolor.hints import HintOptions
+from fastcolor.hint_maps import CUTOFF, GEODESIC_CHUNK, geodesic_distances, point_lightness, seed_cells
+from fastcolor.hints import Hint, HintOptions
 
 csgraph = pytest.importorskip("scipy.sparse.csgraph", reason="scipy comes with scikit-image, the test oracle")
 sparse = pytest.importorskip("scipy.sparse")
@@ -83,3 +84,42 @@ def test_each_hint_is_independent_of_the_others():
     together = geodesic_distances(seeds, light, (80, 104), options)
     for k in (0, GEODESIC_CHUNK - 1, GEODESIC_CHUNK, seeds.shape[0] - 1):
         assert torch.equal(together[k], geodesic_distances(seeds[k:k + 1], light, (80, 104), options)[0])
+
+
+def point_lightness_by_loops(hints, fine, size, grid):
+    """point_lightness written out sample by sample and cell by cell."""
+    (H, W), (h, w), (gh, gw) = size, tuple(fine.shape), grid
+    seeds = seed_cells(hints, size, grid)
+    out = torch.full((len(hints), gh, gw), float("nan"))
+    for k, hint in enumerate(hints):
+        pts = list(hint.points)
+        samples = [pts[0]]
+        for (x0, y0), (x1, y1) in zip(pts[:-1], pts[1:]):
+            n = max(1, math.ceil(max(abs(x1 - x0) * w / W, abs(y1 - y0) * h / H)))
+            samples += [(x0 + (x1 - x0) * i / n, y0 + (y1 - y0) * i / n) for i in range(1, n + 1)]
+        per_cell = {}
+        for x, y in samples:
+            fx, fy = min(max(int(x * w / W), 0), w - 1), min(max(int(y * h / H), 0), h - 1)
+            cy, cx = min(max(int(y * gh / H), 0), gh - 1), min(max(int(x * gw / W), 0), gw - 1)
+            window = [fine[min(max(fy + dy, 0), h - 1), min(max(fx + dx, 0), w - 1)]
+                      for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+            per_cell.setdefault((cy, cx), []).append(torch.stack(window).median())
+        for (cy, cx), values in per_cell.items():
+            if seeds[k, cy, cx]:
+                out[k, cy, cx] = torch.stack(values).median()
+    return out
+
+
+@pytest.mark.parametrize("size,fine", [((97, 301), (224, 224)), ((256, 256), (256, 256)), ((300, 41), (128, 96))])
+def test_point_lightness_matches_the_loops(size, fine):
+    seed = int(torch.randint(0, 2**31 - 1, ()))
+    g = torch.Generator().manual_seed(seed)
+    H, W = size
+    light = (torch.rand(fine, generator=g) * 5).round() / 5  # many ties
+    hints = [Hint.stroke((torch.rand(n, 2, generator=g) * torch.tensor([W - 1e-3, H - 1e-3])).tolist(), "#ff0000")
+             for n in (1, 2, 7, 60)]
+    grid = (min(64, fine[0] // 4), min(64, fine[1] // 4))
+    got, want = point_lightness(hints, light, size, grid), point_lightness_by_loops(hints, light, size, grid)
+    assert torch.equal(got.isnan(), want.isnan()), f"seed {seed}"
+    assert torch.equal(got.nan_to_num(-1), want.nan_to_num(-1)), f"seed {seed}"
+    assert (~got.isnan()).sum() >= 60, f"seed {seed}: the strokes should cover many cells"
