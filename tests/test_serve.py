@@ -22,7 +22,7 @@ pytest.importorskip("httpx", reason="httpx (FastAPI's TestClient) is not install
 from fastapi.testclient import TestClient  # noqa: E402
 
 from fastcolor.inference import Colorizer  # noqa: E402
-from fastcolor.serve import PhotoCache, create_app  # noqa: E402
+from fastcolor.serve import MAX_HINT_POINTS, MAX_PALETTE_COLOURS, MAX_REQUEST_BYTES, PhotoCache, create_app  # noqa: E402
 
 EDGE = 64  # the photo: dark left of x = EDGE, bright right of it
 
@@ -92,6 +92,16 @@ def test_bad_requests_get_clear_messages(client):
                        ({"palette": "#ff0000", "palette_mode": "x"}, "mode")]:
         r = client.post("/api/colorize", json={"id": key, **body})
         assert r.status_code == 400 and word in r.json()["error"], (body, r.text)
+    stroke = {"points": [[1 + i % 50, 2] for i in range(MAX_HINT_POINTS + 1)], "color": "#ff0000"}
+    for body, status, word in [({"id": key, "hints": [stroke]}, 400, "too many points"),
+                               ({"id": key, "palette": ",".join(["#ff0000"] * (MAX_PALETTE_COLOURS + 1))}, 400,
+                                "too many colours"),
+                               ([key], 400, "JSON object"), ({"id": key, "pad": "x" * MAX_REQUEST_BYTES}, 413, "too large")]:
+        r = client.post("/api/colorize", json=body)
+        assert r.status_code == status and word in r.json()["error"], (status, r.text[:200])
+    for raw in (b"{not json", b"\xff\xfe", b""):
+        r = client.post("/api/colorize", content=raw)
+        assert r.status_code == 400 and "JSON object" in r.json()["error"], r.text
 
 
 def test_cache_is_bounded_by_size_and_age():

@@ -27,6 +27,7 @@ memory.
 
 import collections
 import io
+import json
 import threading
 import time
 import uuid
@@ -34,13 +35,17 @@ from pathlib import Path
 
 from ..inference import Prepared
 
-__all__ = ["PhotoCache", "Prepared", "create_app", "serve", "DEFAULT_MAX_UPLOAD_MB", "DEFAULT_MAX_SIDE"]
+__all__ = ["PhotoCache", "Prepared", "create_app", "serve", "DEFAULT_MAX_UPLOAD_MB", "DEFAULT_MAX_SIDE", "MAX_HINTS",
+           "MAX_HINT_POINTS", "MAX_PALETTE_COLOURS", "MAX_REQUEST_BYTES"]
 
 DEFAULT_MAX_UPLOAD_MB = 20
 DEFAULT_MAX_SIDE = 1024
 DEFAULT_CACHE_ITEMS = 8
 DEFAULT_CACHE_AGE_S = 600.0
 MAX_HINTS = 200
+MAX_HINT_POINTS = 2000  # points of all the hints' strokes together
+MAX_PALETTE_COLOURS = 64
+MAX_REQUEST_BYTES = 256 * 2**10  # a colorize request (JSON)
 PAGE = Path(__file__).with_name("page.html")
 
 
@@ -114,6 +119,7 @@ def create_app(colorizer, max_upload_bytes=DEFAULT_MAX_UPLOAD_MB * 2**20, max_si
     """The FastAPI app of the page, for one Colorizer (classification model)."""
     from fastapi import FastAPI, Request
     from fastapi.responses import HTMLResponse, JSONResponse, Response
+    from starlette.concurrency import run_in_threadpool
 
     if colorizer.loss == "l2":
         raise ValueError("the page steers the predicted colour distribution; this model regresses chroma "
@@ -131,20 +137,26 @@ def create_app(colorizer, max_upload_bytes=DEFAULT_MAX_UPLOAD_MB * 2**20, max_si
     def index():
         return HTMLResponse(page, headers={"Cache-Control": "no-store"})
 
-    @app.post("/api/photo")
-    async def photo(request: Request):
+    async def read_body(request, limit):
+        """The request's body, or None when it is over limit bytes."""
         declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > max_upload_bytes:
-            return fail(413, f"the photo is too large: at most {max_upload_bytes / 2**20:g} MB")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            return None
         chunks, size = [], 0
         async for chunk in request.stream():
             size += len(chunk)
-            if size > max_upload_bytes:
-                return fail(413, f"the photo is too large: at most {max_upload_bytes / 2**20:g} MB")
+            if size > limit:
+                return None
             chunks.append(chunk)
-        if size == 0:
+        return b"".join(chunks)
+
+    @app.post("/api/photo")
+    async def photo(request: Request):
+        data = await read_body(request, max_upload_bytes)
+        if data is None:
+            return fail(413, f"the photo is too large: at most {max_upload_bytes / 2**20:g} MB")
+        if not data:
             return fail(400, "no photo was sent (empty body)")
-        data = b"".join(chunks)
         try:
             rgb = decode_photo(data, max_side)
         except ValueError as exc:
@@ -154,15 +166,25 @@ def create_app(colorizer, max_upload_bytes=DEFAULT_MAX_UPLOAD_MB * 2**20, max_si
             with lock:
                 return Prepared(colorizer, rgb)
 
-        from starlette.concurrency import run_in_threadpool
-
         prepared = await run_in_threadpool(run)
         key = cache.put(prepared)
         h, w = prepared.size
         return {"id": key, "width": w, "height": h, "temperature": colorizer.temperature}
 
     @app.post("/api/colorize")
-    def colorize(body: dict):
+    async def colorize(request: Request):
+        data = await read_body(request, MAX_REQUEST_BYTES)
+        if data is None:
+            return fail(413, f"the request is too large: at most {MAX_REQUEST_BYTES // 2**10} KB")
+        try:
+            body = json.loads(data)
+        except (ValueError, RecursionError):
+            body = None
+        if not isinstance(body, dict):
+            return fail(400, 'the request must be a JSON object {"id": ..., "hints": [...], ...}')
+        return await run_in_threadpool(render, body)
+
+    def render(body):
         prepared = cache.get(str(body.get("id", "")))
         if prepared is None:
             return fail(404, "this photo is no longer in memory (expired or never uploaded): upload it again")
@@ -174,13 +196,17 @@ def create_app(colorizer, max_upload_bytes=DEFAULT_MAX_UPLOAD_MB * 2**20, max_si
             from ..hints import Palette, as_hints, check_inside
 
             hints = as_hints(hints)
+            if sum(len(hint.points) for hint in hints) > MAX_HINT_POINTS:
+                raise ValueError(f"the hints hold too many points: at most {MAX_HINT_POINTS} in all")
             h, w = prepared.size
             check_inside(hints, (h, w))
             if palette is not None:  # colours only: the page never names a file to read
                 if not isinstance(palette, str):
                     raise ValueError("palette: write it as #RRGGBB,#RRGGBB,...")
-                palette = Palette(colors=tuple(c.strip() for c in palette.split(",") if c.strip()),
-                                  mode=body.get("palette_mode") or "restrict")
+                colours = tuple(c.strip() for c in palette.split(",") if c.strip())
+                if len(colours) > MAX_PALETTE_COLOURS:
+                    raise ValueError(f"the palette has too many colours: at most {MAX_PALETTE_COLOURS}")
+                palette = Palette(colors=colours, mode=body.get("palette_mode") or "restrict")
             temperature = body.get("temperature")
             with lock:
                 rgb = prepared.render(colorizer, temperature, hints, palette)
