@@ -136,3 +136,15 @@ def l2_model_file(tmp_path_factory):
     save_model(path, build_model("colorunet", 2, width=0.25), meta={"loss": "l2", "input_size": 64},
                regression=Regression("lab", 100.0))
     return path
+
+
+@pytest.fixture
+def sigint_enabled():
+    """SIGINT raised as KeyboardInterrupt in this process, and left to the default in the processes it
+    starts, even where the suite itself runs with SIGINT ignored (as a background job of a shell without
+    job control): the Ctrl-C tests need a SIGINT that arrives."""
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)

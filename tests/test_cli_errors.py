@@ -544,7 +544,7 @@ def test_interrupted_write_leaves_no_temp_file(tmp_path):
     assert target.read_text() == "old" and _no_temp_files(tmp_path)
 
 
-def test_sigint_stops_colorize_cleanly(tmp_path, model_file):
+def test_sigint_stops_colorize_cleanly(tmp_path, model_file, sigint_enabled):
     """A real SIGINT in the middle of a run: exit code 130, one line, no
     traceback, every output under its final name complete, no temporary files."""
     src = tmp_path / "in"

@@ -227,7 +227,7 @@ def test_save_checkpoint_refuses_non_finite_state(photos, finished, tmp_path):
 # ----------------------------------------------------------------------------- Ctrl-C
 
 
-def test_a_first_ctrl_c_waits_for_the_pair_of_files():
+def test_a_first_ctrl_c_waits_for_the_pair_of_files(sigint_enabled):
     done = []
     with pytest.raises(KeyboardInterrupt):
         with loop.interrupts_deferred():
@@ -248,7 +248,7 @@ def test_a_first_ctrl_c_waits_for_the_pair_of_files():
 
 
 @pytest.mark.parametrize("workers", [0, 2])
-def test_ctrl_c_leaves_a_whole_checkpoint_and_says_where_to_resume(photos, tmp_path, workers):
+def test_ctrl_c_leaves_a_whole_checkpoint_and_says_where_to_resume(photos, tmp_path, workers, sigint_enabled):
     run = tmp_path / "run"
     err = tmp_path / "stderr.txt"
     cmd = [sys.executable, "-m", "fastcolor.train", "--data", str(photos), "--out", str(run), *TINY_ECCV,
