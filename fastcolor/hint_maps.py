@@ -6,6 +6,7 @@ Distances are in units of the image's shorter side, in displayed-image
 geometry; the falloff is 0 beyond CUTOFF radii.
 """
 
+import functools
 import math
 
 import torch
@@ -30,7 +31,14 @@ def _grid_geometry(size, grid):
 
 
 def _polyline_distances(hints, size, grid):
-    """(K, gh, gw) Euclidean distance (shorter-side units) of each cell centre to each hint."""
+    """(K, gh, gw) Euclidean distance (shorter-side units) of each cell centre to each hint (a new tensor).
+    Steering one image asks for the same distances three times (the seeds, the hints' lightness, the
+    falloffs): the last few are kept."""
+    return _polyline_distances_kept(tuple(hints), tuple(size), tuple(grid)).clone()
+
+
+@functools.lru_cache(maxsize=4)
+def _polyline_distances_kept(hints, size, grid):
     H, W = size
     unit = float(min(H, W))
     ys, xs = _grid_geometry(size, grid)
