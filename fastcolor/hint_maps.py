@@ -33,11 +33,11 @@ def _grid_geometry(size, grid):
 def _polyline_distances(hints, size, grid):
     """(K, gh, gw) Euclidean distance (shorter-side units) of each cell centre to each hint (a new tensor).
     Steering one image asks for the same distances three times (the seeds, the hints' lightness, the
-    falloffs): the last few are kept."""
+    falloffs), one after the other: the last one is kept."""
     return _polyline_distances_kept(tuple(hints), tuple(size), tuple(grid)).clone()
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=1)
 def _polyline_distances_kept(hints, size, grid):
     H, W = size
     unit = float(min(H, W))
