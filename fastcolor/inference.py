@@ -286,6 +286,7 @@ class Colorizer:
         amp = self.autocast and self.device.type == "cuda"
         with torch.autocast("cuda", dtype=torch.bfloat16) if amp else contextlib.nullcontext():
             out = predict_padded(self.model, x).float()
+        plain_small = {}  # image index -> its unhinted decode, where the hints' effect is refined
         if self.loss == "l2":
             chroma_small = out[:, :2] * self.regression_scale
         elif steer is not None:  # hints and palettes: fastcolor.hints
@@ -294,8 +295,9 @@ class Colorizer:
             sizes = [tuple(light.shape[-2:]) for light in lights]
             steered = steer_logits(out, x, sizes, steer[0], steer[1], self.codebook, steer[2], steer[3])
             chroma_small = self.decoder(steered, temperature=t)
-            if steer[2].refines and any(steer[0]):  # the hints' effect refined at full resolution
-                plain_small = self.decoder(out, temperature=t)
+            hinted = [i for i, image_hints in enumerate(steer[0]) if image_hints] if steer[2].refines else []
+            if hinted:  # the hints' effect refined at full resolution: the plain decode of those images only
+                plain_small = dict(zip(hinted, self.decoder(out[hinted], temperature=t).split(1)))
         else:
             chroma_small = self.decoder(out, temperature=t)
         # Finite or refuse, one check (one sync) per batch: NaN/inf would come out as a black image.
@@ -314,9 +316,7 @@ class Colorizer:
         results = []
         for i, ((rgb, alpha), light) in enumerate(zip(loaded, lights)):
             full = tuple(light.shape[-2:])
-            refined = steer is not None and steer[2].refines and steer[0][i]
-            chroma = _full_chroma(self, chroma_small[i:i + 1], plain_small[i:i + 1] if refined else None,
-                                  light, steer)
+            chroma = _full_chroma(self, chroma_small[i:i + 1], plain_small.get(i), light, steer)
             rgb_out = to_uint8(space.join(light, chroma)[0]).cpu()
             result = ColorizeResult(rgb=rgb_out, alpha=alpha, light=light[0].float().cpu(),
                                     chroma=chroma[0].cpu(), space=self.space)

@@ -326,6 +326,14 @@ def test_bad_options(colorizer):
         colorizer.colorize_batch([torch.rand(3, 8, 8)] * 2, hints=[[(1, 1, "#ff0000")]])
 
 
+def test_a_batch_mixing_hinted_and_plain_images_is_each_image_alone(colorizer):
+    g = torch.Generator().manual_seed(int(torch.randint(0, 2**31 - 1, ())))
+    images = [torch.rand(3, 37, 53, generator=g) for _ in range(3)]
+    hints = [[], [(10, 20, "#ff0000"), (40, 30, "#00ff00")], []]
+    for result, image, image_hints in zip(colorizer.colorize_batch(images, hints=hints), images, hints):
+        assert torch.equal(result.rgb, colorizer.colorize(image, hints=image_hints or None).rgb)
+
+
 def test_projection_keeps_close_points():
     targets = torch.tensor([[0.0, 0.0], [40.0, 0.0]])
     chroma = torch.tensor([[[[5.0, 20.0, 41.0]], [[0.0, 0.0, 3.0]]]])  # (1, 2, 1, 3)
